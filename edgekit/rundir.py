@@ -1,0 +1,102 @@
+"""Run folders, atomic writes and stage markers.
+
+Every file edgekit writes goes through :func:`atomic_path`: it is written under a temporary name in
+the same folder and moved into place with ``os.replace`` only when complete, so an interrupted run
+never leaves a file that looks finished. A stage writes its marker last; a resumed run skips the
+stages whose markers exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it into place, on error delete it.
+
+    Example:
+        >>> with atomic_path("model.onnx") as tmp:
+        ...     onnx.save(model, tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def new_run_dir(root: str | os.PathLike, recipe_name: str) -> Path:
+    """Create ``root/<recipe>/<YYYYmmdd-HHMMSS>`` (with a suffix if that second is taken)."""
+    base = Path(root) / recipe_name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for i in range(100):
+        run = base / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            run.mkdir(parents=True, exist_ok=False)
+            return run
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a run folder under {base}")
+
+
+def stage_done(run: Path, stage: str) -> dict | None:
+    """The marker a finished stage left (its summary), or None if the stage has not finished."""
+    marker = run / ".stages" / f"{stage}.json"
+    if not marker.exists():
+        return None
+    return json.loads(marker.read_text())
+
+
+def mark_stage(run: Path, stage: str, summary: dict) -> None:
+    write_json(run / ".stages" / f"{stage}.json", summary)
