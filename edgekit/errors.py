@@ -29,6 +29,10 @@ class CheckFailed(EdgekitError):
 
     exit_code = 1
 
+    def __init__(self, message: str, *, run_dir=None):
+        super().__init__(message)
+        self.run_dir = run_dir
+
 
 def close_matches(word: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or an empty string."""

@@ -1,0 +1,63 @@
+# edgekit: `make run` and `make test` each set up everything they need, then run.
+PYTHON ?= python3
+VENV   := .venv
+DEVENV := .venv-device
+BIN    := $(VENV)/bin
+RECIPE ?= recipes/fashion_mnist_resnet8.yaml
+# torch is pinned to a range that the local CPU build satisfies (a wider one pulls a multi-GB CUDA build).
+TORCH  := torch>=2.4,<2.14
+
+.PHONY: help setup system venv device-venv run test test-fast test-slow bench lint clean
+
+help:
+	@echo "make run        set up, then run the default recipe ($(RECIPE)) end to end"
+	@echo "make test       set up, then run every test (including the slow end-to-end ones)"
+	@echo "make test-fast  the tests without the slow marker"
+	@echo "make bench      benchmarks measured side by side in one run, printed as tables"
+	@echo "make lint       ruff"
+	@echo "make clean      remove virtual environments and run folders"
+
+setup: system venv
+
+system:
+	bash scripts/setup-system.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[all]"
+	touch $@
+
+# The device side alone: no torch, as on a Raspberry Pi. Tests prove edgekit works there.
+device-venv: $(DEVENV)/.installed
+
+$(DEVENV)/.installed: pyproject.toml
+	test -x $(DEVENV)/bin/python || $(PYTHON) -m venv $(DEVENV)
+	$(DEVENV)/bin/pip install -q --upgrade pip
+	$(DEVENV)/bin/pip install -q -e ".[onnx,tflite]"
+	touch $@
+
+run: setup
+	$(BIN)/edgekit run $(RECIPE)
+
+test: setup device-venv
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: setup device-venv
+	$(BIN)/python -m pytest -q -m slow
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+lint: venv
+	$(BIN)/ruff check edgekit tests bench
+	$(BIN)/ruff format --check edgekit tests bench
+
+clean:
+	rm -rf $(VENV) $(DEVENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Compression passes: structured pruning (torch-pruning) and distillation (edgekit.train.loop)."""

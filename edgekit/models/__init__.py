@@ -1,0 +1,111 @@
+"""Model registry and checkpoints that reload safely, pruned or not.
+
+A checkpoint is a plain dict (``torch.load(weights_only=True)`` reads it): the registry name and
+arguments of the model, the widths of every Conv/Linear/BatchNorm layer, and the state_dict. A
+pruned model is rebuilt by creating the dense model and resizing the recorded layers, never by
+unpickling a module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekit.errors import DataError, require
+from edgekit.registry import Registry
+
+MODELS = Registry("model")
+MODELS.register("resnet8", "edgekit.models.resnet:resnet8")
+
+CHECKPOINT_FORMAT = "edgekit-model/1"
+
+
+def build(name: str, args: dict | None = None):
+    """Create a registered model. Example: ``build("resnet8", {"in_channels": 1, "num_classes": 10})``."""
+    factory = MODELS.get(name, where="model.name")
+    try:
+        return factory(**(args or {}))
+    except TypeError as exc:
+        from edgekit.errors import ConfigError
+
+        raise ConfigError(f"model.args for '{name}': {exc}") from None
+
+
+def layer_widths(model) -> dict:
+    """The shape-defining attributes of each Conv2d, Linear and BatchNorm2d (what pruning changes)."""
+    nn = require("torch.nn", extra="train", why="checkpoints")
+    widths = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            widths[name] = {"in": m.in_channels, "out": m.out_channels, "groups": m.groups}
+        elif isinstance(m, nn.Linear):
+            widths[name] = {"in": m.in_features, "out": m.out_features}
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            widths[name] = {"out": m.num_features}
+    return widths
+
+
+def save_checkpoint(path: str | Path, model, *, name: str, args: dict, extra: dict | None = None) -> Path:
+    """Write model weights and widths atomically (a dict of tensors and plain values, no pickled module)."""
+    torch = require("torch", extra="train", why="checkpoints")
+    from edgekit.rundir import atomic_path
+
+    payload = {"format": CHECKPOINT_FORMAT, "model": name, "args": dict(args), "widths": layer_widths(model),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "extra": extra or {}}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint dict with ``weights_only=True``; unreadable files raise DataError naming the file."""
+    torch = require("torch", extra="train", why="checkpoints")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(f"{path}: not an edgekit checkpoint (expected format {CHECKPOINT_FORMAT})")
+    return payload
+
+
+def load_checkpoint(path: str | Path):
+    """Rebuild the model a checkpoint describes, resized to its recorded widths, with its weights."""
+    payload = read_checkpoint(path)
+    model = build(payload["model"], payload["args"])
+    resize_to(model, payload["widths"])
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise DataError(f"{path}: weights do not fit model '{payload['model']}': {str(exc).splitlines()[0]}") from None
+    return model
+
+
+def resize_to(model, widths: dict) -> None:
+    """Replace each recorded layer whose width differs by a fresh layer of the recorded width."""
+    nn = require("torch.nn", extra="train", why="checkpoints")
+    for name, w in widths.items():
+        try:
+            m = model.get_submodule(name)
+        except AttributeError:
+            raise DataError(f"checkpoint layer '{name}' does not exist in the model") from None
+        if isinstance(m, nn.Conv2d):
+            if (m.in_channels, m.out_channels, m.groups) == (w["in"], w["out"], w["groups"]):
+                continue
+            new = nn.Conv2d(w["in"], w["out"], m.kernel_size, m.stride, m.padding, m.dilation, w["groups"],
+                            bias=m.bias is not None, padding_mode=m.padding_mode)
+        elif isinstance(m, nn.Linear):
+            if (m.in_features, m.out_features) == (w["in"], w["out"]):
+                continue
+            new = nn.Linear(w["in"], w["out"], bias=m.bias is not None)
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            if m.num_features == w["out"]:
+                continue
+            new = type(m)(w["out"], eps=m.eps, momentum=m.momentum, affine=m.affine,
+                          track_running_stats=m.track_running_stats)
+        else:
+            continue
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, new)

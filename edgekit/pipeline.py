@@ -1,0 +1,250 @@
+"""The whole job, top to bottom: train → prune → distill → export → verify → bench → report.
+
+Each stage writes its outputs atomically, then a marker (``.stages/<stage>.json``) with what it
+measured. ``run(recipe, resume=RUN)`` skips the stages whose markers exist and resumes an
+interrupted training from its last epoch, so nothing finished is ever recomputed or lost.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from edgekit import data as datasets
+from edgekit import rundir
+from edgekit.artifact import Artifact, model_metadata
+from edgekit.errors import CheckFailed
+from edgekit.recipe import Recipe
+
+
+def log(msg: str) -> None:
+    print(f"[edgekit] {msg}", file=sys.stderr, flush=True)
+
+
+def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None = None) -> Path:
+    """Run every stage of ``recipe`` and return the run folder.
+
+    Args:
+        recipe: a validated Recipe (edgekit.recipe.load).
+        out: root folder of runs; the run goes to ``out/<recipe name>/<timestamp>``.
+        resume: an existing run folder to continue instead of starting a new one.
+
+    Returns:
+        The run folder, holding report.md, results.json, pareto.png, artifacts/ and checkpoints/.
+
+    Raises:
+        CheckFailed: when an artifact misses the accuracy budget (the report is written first).
+        ConfigError, DataError: bad recipe values, missing data, unreadable checkpoints.
+
+    Example:
+        >>> run(edgekit.recipe.load("recipes/fashion_mnist_resnet8.yaml"))
+        PosixPath('runs/fashion_mnist_resnet8/20261125-101500')
+    """
+    import torch
+
+    from edgekit.models import load_checkpoint, save_checkpoint
+
+    splits = datasets.load(recipe.data)  # fail on missing data before creating anything
+    run_dir = Path(resume) if resume else rundir.new_run_dir(out, recipe.name)
+    log(f"run folder {run_dir}")
+    rundir.write_json(run_dir / "recipe.json", recipe.to_dict())
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
+    ckpt = run_dir / "checkpoints"
+    train_xy, val_xy, test_xy = splits.tensors("train"), splits.tensors("val"), splits.tensors("test")
+    model_args = dict(recipe.model.args)
+
+    # 1. train the full model: the fp32 reference and the teacher
+    train_stage(recipe, run_dir, train_xy, val_xy)
+    teacher = load_checkpoint(ckpt / "teacher.pt").eval()
+    example = torch.from_numpy(train_xy[0][:1])
+
+    # 2. structured pruning to the MACs target
+    from edgekit.compress.prune import count, prune
+
+    if recipe.prune.enabled and not rundir.stage_done(run_dir, "prune"):
+        student = copy.deepcopy(teacher)
+        p = recipe.prune
+        res = prune(student, example, macs_ratio=p.macs_ratio, round_to=p.round_to, importance=p.importance,
+                    max_steps=p.max_steps)
+        log(f"pruned: MACs {res.dense_macs:,} -> {res.macs:,} ({res.macs_ratio:.2f}x), "
+            f"params {res.dense_params:,} -> {res.params:,} ({res.params_ratio:.2f}x)")
+        save_checkpoint(ckpt / "pruned.pt", student, name=recipe.model.name, args=model_args)
+        rundir.mark_stage(run_dir, "prune", {**asdict(res), "macs_ratio": res.macs_ratio})
+
+    # 3. distillation: fine-tune the pruned student against the teacher
+    student_path = ckpt / ("pruned.pt" if recipe.prune.enabled else "teacher.pt")
+    if recipe.distill.enabled and recipe.distill.epochs > 0:
+        if not rundir.stage_done(run_dir, "distill"):
+            from edgekit.train.loop import fit
+
+            student = load_checkpoint(student_path)
+            d = recipe.distill
+            res = fit(student, train_xy, val_xy, epochs=d.epochs, lr=d.lr, teacher=teacher,
+                      temperature=d.temperature, alpha=d.alpha, state_path=ckpt / "distill.state",
+                      desc="distill", **_fit_args(recipe))
+            save_checkpoint(ckpt / "student.pt", student, name=recipe.model.name, args=model_args)
+            rundir.mark_stage(run_dir, "distill", asdict(res))
+        student_path = ckpt / "student.pt"
+    student = load_checkpoint(student_path).eval()
+
+    # 4. export every target, calibrated on training samples (never the test split)
+    calib = splits.calibration(recipe.export.calib_samples, seed=recipe.data.seed)
+    artifacts = export_all(recipe, run_dir, student, teacher, splits, calib)
+
+    # 5. verify each artifact against the PyTorch model it came from, on the held-out test split
+    from edgekit.train.loop import accuracy, predict
+
+    x_test, y_test = test_xy
+    teacher_logits, student_logits = predict(teacher, x_test), predict(student, x_test)
+    teacher_acc, student_acc = accuracy(teacher_logits, y_test), accuracy(student_logits, y_test)
+    dense_macs, dense_params = count(teacher, example)
+    macs, params = count(student, example)
+    models = {
+        "dense": {"accuracy": teacher_acc, "macs": dense_macs, "params": dense_params},
+        "compressed": {"accuracy": student_acc, "macs": macs, "params": params, "macs_ratio": macs / dense_macs,
+                       "params_ratio": params / dense_params, "accuracy_drop": teacher_acc - student_acc},
+    }
+    log(f"test accuracy: dense fp32 {teacher_acc:.4f}, compressed (PyTorch) {student_acc:.4f}")
+    entries = verify_all(recipe, artifacts, x_test, y_test, {"compressed": student_logits, "baseline": teacher_logits},
+                         teacher_acc)
+
+    # 6. bench every artifact on every installed runtime for its format
+    bench_all(recipe, entries, x_test[:1])
+
+    # 7. report
+    from edgekit import report
+    from edgekit.verify import judge, parity
+
+    compressed = judge("pytorch compressed model", "fp32", parity(student_logits, student_logits, y_test),
+                       baseline_accuracy=teacher_acc, budget=recipe.verify.budget, fp32_tolerance=float("inf"))
+    models["compressed"].update(passed=compressed.passed, verdict=compressed.reason)
+    results = report.results(recipe, run_dir, entries, models, stages=_stage_summaries(run_dir))
+    report.write(run_dir, results)
+    failed = [e for e in entries if not e["passed"]]
+    if not compressed.passed:
+        failed.append({"name": compressed.name, "verdict": compressed.reason})
+    if failed:
+        lines = "; ".join(f"{e['name']}: {e['verdict']}" for e in failed)
+        raise CheckFailed(f"{len(failed)} over the accuracy budget: {lines} (report: {run_dir / 'report.md'})",
+                          run_dir=run_dir)
+    return run_dir
+
+
+def _stage_summaries(run_dir: Path) -> dict:
+    return {s: rundir.stage_done(run_dir, s) for s in ("train", "prune", "distill") if rundir.stage_done(run_dir, s)}
+
+
+def export_all(recipe: Recipe, run_dir: Path, student, teacher, splits, calib: np.ndarray) -> list[Artifact]:
+    """Write every export target of the recipe (and the dense baseline); existing files are kept on resume."""
+    from edgekit.export import EXPORTERS, SUFFIX
+
+    art_dir = run_dir / "artifacts"
+    source = f"{recipe.name}@{recipe.digest()}"
+    jobs = [(t, student, "compressed") for t in recipe.export.targets]
+    if recipe.export.baseline:
+        jobs.append(("onnx:fp32", teacher, "baseline"))
+    artifacts = []
+    for target, model, role in jobs:
+        exporter = EXPORTERS.get(target, where="export.targets")
+        fmt, precision = target.split(":")
+        path = art_dir / f"{'model' if role == 'compressed' else 'dense'}_{precision}{SUFFIX[fmt]}"
+        if not path.exists():
+            t0 = time.perf_counter()
+            meta = model_metadata(labels=list(splits.labels), input_shape=splits.input_shape,
+                                  preprocess=splits.preprocess, precision=precision, source=source)
+            exporter(model, calib[:1], path, metadata=meta, calib=calib)
+            log(f"exported {target} ({role}) -> {path.name}: {path.stat().st_size:,} bytes in "
+                f"{time.perf_counter() - t0:.1f} s")
+        artifacts.append(Artifact(path, fmt, precision, role))
+    return artifacts
+
+
+def verify_all(recipe: Recipe, artifacts: list[Artifact], x: np.ndarray, y: np.ndarray,
+               references: dict[str, np.ndarray], baseline_accuracy: float) -> list[dict]:
+    """Run each artifact on the held-out split on every installed runtime; judge it against the budget."""
+    from edgekit.runtime import open_session, runtimes_for
+    from edgekit.verify import judge, parity
+
+    entries = []
+    for art in artifacts:
+        runtimes = runtimes_for(art.path)
+        if not runtimes:
+            raise CheckFailed(f"{art.path}: no runtime installed for {art.format}")
+        per_runtime = {}
+        for rt in runtimes:
+            session = open_session(art.path, runtime=rt, threads=2)
+            out = session.run(x)
+            per_runtime[rt] = parity(references[art.role], out, y)
+        first = per_runtime[runtimes[0]]
+        verdicts = [judge(art.name, art.precision, rep, baseline_accuracy=baseline_accuracy,
+                          budget=recipe.verify.budget, fp32_tolerance=recipe.verify.fp32_tolerance)
+                    for rep in per_runtime.values()]
+        passed = all(v.passed for v in verdicts)
+        reason = "; ".join(f"{rt}: {v.reason}" for rt, v in zip(per_runtime, verdicts, strict=True) if not v.passed)
+        log(f"verified {art.name}: accuracy {first.accuracy:.4f}, agreement {first.top1_agreement:.4f}, "
+            f"max abs diff {first.max_abs_diff:.2e} -> {'ok' if passed else 'FAILED: ' + reason}")
+        entries.append({
+            "name": art.name, "role": art.role, "path": str(art.path), "format": art.format,
+            "precision": art.precision, "size_bytes": art.path.stat().st_size, "sha256": rundir.sha256(art.path),
+            "accuracy": first.accuracy, "top1_agreement": first.top1_agreement,
+            "max_abs_diff": first.max_abs_diff, "mean_abs_diff": first.mean_abs_diff, "cosine": first.cosine,
+            "parity": {rt: asdict(rep) for rt, rep in per_runtime.items()},
+            "passed": passed, "verdict": reason or "within budget", "latency": {},
+        })
+    return entries
+
+
+def bench_all(recipe: Recipe, entries: list[dict], sample: np.ndarray) -> None:
+    """Add ``latency[runtime][threads] = {p50_ms, p90_ms, mean_ms}`` to each entry, measured now."""
+    from edgekit.bench import bench
+    from edgekit.runtime import runtimes_for
+
+    for e in entries:
+        runtimes = runtimes_for(e["path"])
+        if recipe.bench.runtimes is not None:
+            runtimes = [r for r in runtimes if r in recipe.bench.runtimes]
+        for rt in runtimes:
+            for threads in recipe.bench.threads:
+                row = bench(e["path"], runtime=rt, threads=int(threads), warmup=recipe.bench.warmup,
+                            iterations=recipe.bench.iterations, sample=sample)
+                e["latency"].setdefault(rt, {})[str(threads)] = {"p50_ms": row.p50_ms, "p90_ms": row.p90_ms,
+                                                                 "mean_ms": row.mean_ms, "iterations": row.iterations}
+        log(f"benched {e['name']}: " + ", ".join(f"{rt}@{t}t p50 {v['p50_ms']:.3f} ms"
+                                                  for rt, d in e["latency"].items() for t, v in d.items()))
+
+
+
+def _fit_args(recipe: Recipe) -> dict:
+    t = recipe.train
+    return dict(batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
+                label_smoothing=t.label_smoothing, seed=t.seed, device=t.device, amp=t.amp)
+
+
+def train_stage(recipe: Recipe, run_dir: Path, train_xy, val_xy) -> None:
+    """Train the full model (the fp32 reference and teacher) into checkpoints/teacher.pt, unless done."""
+    from edgekit.models import build, save_checkpoint
+    from edgekit.train.loop import fit
+
+    if rundir.stage_done(run_dir, "train"):
+        return
+    model = build(recipe.model.name, dict(recipe.model.args))
+    res = fit(model, train_xy, val_xy, epochs=recipe.train.epochs, lr=recipe.train.lr,
+              state_path=run_dir / "checkpoints" / "train.state", desc="train", **_fit_args(recipe))
+    save_checkpoint(run_dir / "checkpoints" / "teacher.pt", model, name=recipe.model.name,
+                    args=dict(recipe.model.args))
+    rundir.mark_stage(run_dir, "train", asdict(res))
+
+
+def train_only(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None = None) -> Path:
+    """Train the recipe's full model into a run folder (resumable); the checkpoint is checkpoints/teacher.pt."""
+    splits = datasets.load(recipe.data)
+    run_dir = Path(resume) if resume else rundir.new_run_dir(out, recipe.name)
+    rundir.write_json(run_dir / "recipe.json", recipe.to_dict())
+    train_stage(recipe, run_dir, splits.tensors("train"), splits.tensors("val"))
+    return run_dir

@@ -1,0 +1,243 @@
+"""Recipes: YAML files validated into typed, frozen dataclasses.
+
+A recipe is data (``yaml.safe_load``, never ``eval``). Every key is checked against the dataclasses
+below: unknown keys, wrong types and out-of-range values are rejected with the file, the key path,
+the bad value and a close match. ``--set a.b=value`` overrides are parsed as YAML scalars and
+applied before validation, so they get the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgekit.errors import ConfigError, close_matches
+
+SCHEMA_VERSION = 1
+
+
+def _check(lo: float | None = None, hi: float | None = None, choices: tuple | None = None) -> dict:
+    return {"lo": lo, "hi": hi, "choices": choices}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str = "fashion_mnist"  # registry name: fashion_mnist, digits
+    root: str | None = None  # folder with the data set's files; None = the data set's default place
+    val_fraction: float = field(default=0.1, metadata=_check(0.0, 0.5))  # of train, for model selection
+    limit_train: int | None = field(default=None, metadata=_check(1))  # cap on training samples (fast runs)
+    limit_test: int | None = field(default=None, metadata=_check(1))  # cap on held-out test samples
+    seed: int = 0  # split and shuffling seed
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = "resnet8"  # registry name in edgekit.models.MODELS
+    args: dict = field(default_factory=dict)  # keyword arguments of the model factory
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    epochs: int = field(default=4, metadata=_check(1, 10_000))
+    batch_size: int = field(default=128, metadata=_check(1, 65_536))
+    lr: float = field(default=0.05, metadata=_check(0.0, 10.0))  # peak learning rate (SGD, one-cycle)
+    momentum: float = field(default=0.9, metadata=_check(0.0, 1.0))
+    weight_decay: float = field(default=5e-4, metadata=_check(0.0, 1.0))
+    label_smoothing: float = field(default=0.0, metadata=_check(0.0, 0.5))
+    device: str = field(default="auto", metadata=_check(choices=("auto", "cpu", "cuda")))
+    amp: bool = True  # mixed precision, used only on CUDA
+    seed: int = 0
+    threads: int | None = field(default=None, metadata=_check(1, 1024))  # torch CPU threads; None = all cores
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    enabled: bool = True
+    macs_ratio: float = field(default=0.5, metadata=_check(0.05, 1.0))  # target MACs of the pruned / dense model
+    round_to: int = field(default=8, metadata=_check(1, 128))  # channel counts that vector units fill
+    importance: str = field(default="l2", metadata=_check(choices=("l1", "l2", "random")))
+    max_steps: int = field(default=40, metadata=_check(1, 1000))  # iterative pruning steps at most
+
+
+@dataclass(frozen=True)
+class DistillSpec:
+    enabled: bool = True
+    epochs: int = field(default=3, metadata=_check(0, 10_000))
+    lr: float = field(default=0.02, metadata=_check(0.0, 10.0))
+    temperature: float = field(default=4.0, metadata=_check(0.1, 100.0))  # softens both logit sets
+    alpha: float = field(default=0.7, metadata=_check(0.0, 1.0))  # weight of the KD loss vs the label loss
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    targets: list = field(default_factory=lambda: ["onnx:fp32", "onnx:int8", "tflite:fp32", "tflite:fp16",
+                                                   "tflite:int8"])  # format:precision pairs
+    calib_samples: int = field(default=512, metadata=_check(1, 1_000_000))  # training samples used to calibrate
+    baseline: bool = True  # also export the dense fp32 model as ONNX, for side-by-side numbers
+
+
+@dataclass(frozen=True)
+class VerifySpec:
+    budget: float = field(default=0.01, metadata=_check(0.0, 1.0))  # max accuracy drop vs the dense fp32 model
+    fp32_tolerance: float = field(default=1e-3, metadata=_check(0.0, 1e3))  # max abs logit diff for fp32 artifacts
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    threads: list = field(default_factory=lambda: [1, 2])
+    warmup: int = field(default=20, metadata=_check(0, 100_000))
+    iterations: int = field(default=200, metadata=_check(1, 1_000_000))
+    runtimes: list | None = None  # None = every installed runtime that supports the format
+
+
+@dataclass(frozen=True)
+class Recipe:
+    schema: int
+    name: str
+    description: str = ""
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    prune: PruneSpec = field(default_factory=PruneSpec)
+    distill: DistillSpec = field(default_factory=DistillSpec)
+    export: ExportSpec = field(default_factory=ExportSpec)
+    verify: VerifySpec = field(default_factory=VerifySpec)
+    bench: BenchSpec = field(default_factory=BenchSpec)
+    source: str = ""  # the file it came from (filled by load)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+    def digest(self) -> str:
+        """A short hash of the validated content, for manifests and run folders."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, override and validate a recipe.
+
+    Args:
+        path: the YAML file.
+        overrides: ``"key.path=value"`` strings; values are parsed as YAML scalars.
+
+    Returns:
+        The validated Recipe.
+
+    Raises:
+        ConfigError: naming the file, the key path, the bad value and close matches.
+
+    Example:
+        >>> r = load("recipes/fashion_mnist_resnet8.yaml", ["train.epochs=1"])
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    for item in overrides:
+        _apply_override(raw, item, path)
+    if "schema" not in raw:
+        raise ConfigError(f"{path}: missing 'schema' (this edgekit reads schema {SCHEMA_VERSION})")
+    if raw["schema"] != SCHEMA_VERSION:
+        raise ConfigError(f"{path}: schema {raw['schema']!r} is not supported (this edgekit reads {SCHEMA_VERSION})")
+    raw.setdefault("name", path.stem)
+    recipe = from_dict(Recipe, raw, str(path), "")
+    return dataclasses.replace(recipe, source=str(path))
+
+
+def _apply_override(raw: dict, item: str, path: Path) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key.path=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{path}: --set {key}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = parsed
+
+
+def from_dict(cls: type, raw: Any, file: str, where: str) -> Any:
+    """Build dataclass ``cls`` from ``raw``, checking keys, types and ranges; errors name ``file`` and ``where``."""
+    at = f"{file}: {where or '<top>'}"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{at}: expected a mapping, got {type(raw).__name__} {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"{file}: unknown key '{_join(where, key)}'.{close_matches(key, fields)}"
+                              f" Valid keys: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{file}: missing required key '{_join(where, name)}'")
+            continue
+        values[name] = _coerce(hints[name], raw[name], file, _join(where, name), f.metadata)
+    return cls(**values)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _coerce(tp: Any, value: Any, file: str, where: str, meta: typing.Mapping) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        tp = args[0]
+        origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, file, where)
+    bad = f"{file}: {where} = {value!r}"
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{bad}: expected true or false")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{bad}: expected an integer")
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{bad}: expected a number")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{bad}: expected a string")
+    elif tp is list or origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{bad}: expected a list")
+    elif tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{bad}: expected a mapping")
+    choices = meta.get("choices") if meta else None
+    if choices and value not in choices:
+        raise ConfigError(f"{bad}: must be one of {', '.join(map(str, choices))}.{close_matches(value, choices)}")
+    lo, hi = (meta.get("lo"), meta.get("hi")) if meta else (None, None)
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ConfigError(f"{bad}: must be between {lo} and {hi}")
+    return value

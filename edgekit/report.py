@@ -1,0 +1,163 @@
+"""results.json, report.md and pareto.png of a run: what was measured, side by side with fp32."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from edgekit import __version__, info, rundir
+
+RESULTS_SCHEMA = 1
+
+
+def results(recipe, run_dir: Path, entries: list[dict], models: dict, stages: dict) -> dict:
+    """The results.json document: one entry per artifact plus the PyTorch models and the environment."""
+    return {
+        "schema": RESULTS_SCHEMA, "edgekit_version": __version__, "recipe": recipe.name,
+        "recipe_digest": recipe.digest(), "recipe_source": recipe.source, "run_dir": str(run_dir),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "budget": recipe.verify.budget,
+        "passed": all(e["passed"] for e in entries) and models["compressed"].get("passed", True),
+        "models": models, "stages": stages, "artifacts": entries,
+        "environment": {"machine": info.machine(), "versions": info.versions()},
+    }
+
+
+def write(run_dir: Path, res: dict) -> None:
+    """Write results.json, report.md and pareto.png atomically into ``run_dir``."""
+    rundir.write_json(run_dir / "results.json", res)
+    plotted = plot(res, run_dir / "pareto.png")
+    rundir.write_text(run_dir / "report.md", markdown(res, plot=plotted))
+
+
+def load(run_dir: str | Path) -> dict:
+    from edgekit.errors import DataError
+
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise DataError(f"{path}: no results.json (is {run_dir} a finished run folder?)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _runtime_columns(res: dict) -> list[tuple[str, str]]:
+    cols = []
+    for e in res["artifacts"]:
+        for rt, by_threads in e["latency"].items():
+            for t in by_threads:
+                if (rt, t) not in cols:
+                    cols.append((rt, t))
+    return cols
+
+
+def _fp32_of(res: dict, fmt: str) -> dict | None:
+    return next((e for e in res["artifacts"] if e["format"] == fmt and e["precision"] == "fp32"
+                 and e["role"] == "compressed"), None)
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return ""
+    return f" ({value / base:.2f}x)"
+
+
+def table(res: dict) -> str:
+    """The one table: artifact, size, accuracy, agreement, latency per runtime, each with its ratio to fp32."""
+    cols = _runtime_columns(res)
+    head = ["artifact", "size KB", "accuracy", "agreement", "max abs diff"] + [f"{rt} {t}T p50 ms" for rt, t in cols]
+    head.append("budget")
+    rows = [head, ["---"] * len(head)]
+    for e in res["artifacts"]:
+        base = _fp32_of(res, e["format"])
+        row = [e["name"], f"{e['size_bytes'] / 1024:.1f}{_ratio(e['size_bytes'], base and base['size_bytes'])}",
+               f"{e['accuracy']:.4f}" if e["accuracy"] is not None else "n/a",
+               f"{e['top1_agreement']:.4f}", f"{e['max_abs_diff']:.1e}"]
+        for rt, t in cols:
+            lat = e["latency"].get(rt, {}).get(t)
+            b = base and base["latency"].get(rt, {}).get(t)
+            row.append(f"{lat['p50_ms']:.3f}{_ratio(lat['p50_ms'], b and b['p50_ms'])}" if lat else "missing")
+        row.append("ok" if e["passed"] else "FAIL")
+        rows.append(row)
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def markdown(res: dict, *, plot: bool = False) -> str:
+    m = res["models"]
+    d, c = m["dense"], m["compressed"]
+    lines = [
+        f"# {res['recipe']} — edgekit report",
+        "",
+        f"Run `{res['run_dir']}`, {res['created']}, edgekit {res['edgekit_version']}, recipe digest "
+        f"`{res['recipe_digest']}`. Every number below was measured in this run on "
+        f"{res['environment']['machine']['platform']} ({res['environment']['machine']['cpus']} CPUs).",
+        "",
+        f"**Result: {'PASSED' if res['passed'] else 'FAILED'}** — accuracy budget: at most "
+        f"{res['budget'] * 100:.2f} points below the dense fp32 model, on the held-out test split.",
+        "",
+        "## PyTorch models",
+        "",
+        "| model | params | MACs | test accuracy |",
+        "| --- | --- | --- | --- |",
+        f"| dense fp32 (teacher) | {d['params']:,} | {d['macs']:,} | {d['accuracy']:.4f} |",
+        f"| compressed (pruned + distilled) | {c['params']:,} ({c['params_ratio']:.2f}x) | {c['macs']:,} "
+        f"({c['macs_ratio']:.2f}x) | {c['accuracy']:.4f} ({-c['accuracy_drop'] * 100:+.2f} pts) |",
+        "",
+        "## Artifacts",
+        "",
+        "Ratios in parentheses are against the compressed fp32 artifact of the same format; agreement and max abs "
+        "diff are against the PyTorch model the artifact was exported from. Latency: batch 1, median after warm-up.",
+        "",
+        table(res),
+        "",
+    ]
+    failed = [e for e in res["artifacts"] if not e["passed"]]
+    if failed or not c.get("passed", True):
+        lines += ["## Over budget", ""]
+        lines += [f"- {e['name']}: {e['verdict']}" for e in failed]
+        if not c.get("passed", True):
+            lines.append(f"- PyTorch compressed model: {c['verdict']}")
+        lines.append("")
+    if plot:
+        lines += ["## Accuracy against latency and size", "", "![pareto](pareto.png)", ""]
+    v = res["environment"]["versions"]
+    lines += ["## Versions", "", ", ".join(f"{k} {val}" for k, val in v.items() if val), ""]
+    return "\n".join(lines)
+
+
+def plot(res: dict, path: Path) -> bool:
+    """Accuracy against latency (1 thread) and against size, one point per artifact and runtime."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for e in res["artifacts"]:
+        if e["accuracy"] is None:
+            continue
+        acc = e["accuracy"] * 100
+        for rt, by_threads in e["latency"].items():
+            t = "1" if "1" in by_threads else next(iter(by_threads))
+            ax1.scatter(by_threads[t]["p50_ms"], acc, marker="o" if e["format"] == "onnx" else "s")
+            ax1.annotate(f"{e['name']}\n{rt}", (by_threads[t]["p50_ms"], acc), fontsize=7)
+        ax2.scatter(e["size_bytes"] / 1024, acc, marker="o" if e["format"] == "onnx" else "s")
+        ax2.annotate(e["name"], (e["size_bytes"] / 1024, acc), fontsize=7)
+    dense = res["models"]["dense"]["accuracy"] * 100
+    for ax in (ax1, ax2):
+        ax.axhline(dense, color="gray", ls="--", lw=0.8, label="dense fp32 (PyTorch)")
+        ax.axhline(dense - res["budget"] * 100, color="red", ls=":", lw=0.8, label="budget")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    ax1.set_xlabel("latency p50, batch 1, 1 thread (ms)")
+    ax2.set_xlabel("file size (KB)")
+    ax1.legend(fontsize=7)
+    fig.suptitle(f"{res['recipe']}: accuracy vs latency and size (measured {res['created']})")
+    fig.tight_layout()
+    with rundir.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return True

@@ -1,0 +1,1 @@
+"""Training and distillation (one loop, an optional teacher)."""

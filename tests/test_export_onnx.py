@@ -1,0 +1,78 @@
+"""ONNX export keeps the model's numbers (fp32 elementwise, int8 by task accuracy) and carries its metadata."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgekit import data
+from edgekit.artifact import model_metadata
+from edgekit.export.onnx import export_onnx_fp32, export_onnx_int8
+from edgekit.models import build
+from edgekit.recipe import DataSpec
+from edgekit.runtime import open_session, read_metadata
+from edgekit.train.loop import fit, predict
+from edgekit.verify import parity
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    s = data.load(DataSpec(name="digits"))
+    model = build("resnet8", {"in_channels": 1, "num_classes": 10})
+    fit(model, s.tensors("train"), s.tensors("val"), epochs=3, batch_size=64, lr=0.05)
+    meta = model_metadata(labels=list(s.labels), input_shape=s.input_shape, preprocess=s.preprocess,
+                          precision="fp32", source="test")
+    out = tmp_path_factory.mktemp("onnx")
+    fp32 = export_onnx_fp32(model, s.calibration(1), out / "m_fp32.onnx", metadata=meta)
+    int8 = export_onnx_int8(model, s.calibration(1), out / "m_int8.onnx", metadata=meta, calib=s.calibration(256))
+    return s, model, fp32, int8
+
+
+def test_fp32_matches_pytorch_elementwise(trained):
+    s, model, fp32, _ = trained
+    x, y = s.tensors("test")
+    rep = parity(predict(model, x), open_session(fp32.path).run(x), y)
+    assert rep.max_abs_diff < 1e-4 and rep.top1_agreement == 1.0
+
+
+def test_int8_keeps_accuracy_and_is_a_quarter_of_the_size(trained):
+    s, model, fp32, int8 = trained
+    x, y = s.tensors("test")
+    rep = parity(predict(model, x), open_session(int8.path).run(x), y)
+    assert rep.top1_agreement >= 0.97
+    assert rep.accuracy_drop <= 0.02
+    assert int8.path.stat().st_size <= 0.3 * fp32.path.stat().st_size
+
+
+def test_int8_is_static_qdq_u8s8_per_channel(trained):
+    *_, int8 = trained
+    graph = onnx.load(str(int8.path)).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops and "ConvInteger" not in ops
+    inits = {i.name: i for i in graph.initializer}
+    q_inputs = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    zp = inits[q_inputs[0].input[2]]
+    assert zp.data_type == onnx.TensorProto.UINT8  # activations uint8
+    weight_dq = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                 and inits[n.input[0]].data_type == onnx.TensorProto.INT8 and len(inits[n.input[0]].dims) == 4]
+    assert weight_dq and all(len(inits[n.input[1]].dims) == 1 for n in weight_dq)  # one scale per channel
+
+
+def test_metadata_travels_inside_the_file(trained):
+    s, _, fp32, int8 = trained
+    for art, precision in ((fp32, "fp32"), (int8, "int8")):
+        meta = read_metadata(art.path)
+        assert meta["labels"] == list(s.labels)
+        assert meta["input"]["shape"] == [1, 1, 8, 8]
+        assert meta["preprocess"] == s.preprocess
+        assert meta["precision"] == precision
+
+
+def test_batch_axis_is_dynamic(trained):
+    s, model, fp32, _ = trained
+    x, _ = s.tensors("test")
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x[:7])).numpy()
+    np.testing.assert_allclose(open_session(fp32.path).run(x[:7]), ref, atol=1e-4)

@@ -1,0 +1,180 @@
+"""TFLite export with litert-torch: fp32 parity, fp16 size and parity, full int8 on held-out digits, metadata."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+from edgekit.errors import ConfigError, MissingDependency
+
+pytestmark = [
+    pytest.mark.tflite,
+    pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None,
+                       reason='litert-torch not installed (pip install "edgekit[convert]")'),
+]
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+META = {"schema": 1, "labels": [str(d) for d in range(10)], "input": {"shape": [1, 1, 8, 8], "layout": "NCHW"}}
+
+
+class DigitNet(nn.Module):
+    """Conv-BN-ReLU, a residual conv block, a strided conv, global average pool, Linear: ~29k parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32))
+        self.down = nn.Sequential(nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(64),
+                                  nn.ReLU())
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.relu(x + self.block(x))
+        return self.fc(self.down(x).mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """A DigitNet trained for a few seconds on scikit-learn's 8x8 digits, and its held-out images."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    x, y = datasets.load_digits(return_X_y=True)
+    x = ((x / 16.0 - 0.5) / 0.5).astype(np.float32).reshape(-1, 1, 8, 8)
+    order = np.random.default_rng(0).permutation(len(x))
+    train, test = order[:1400], order[1400:]
+    torch.manual_seed(0)
+    model = DigitNet()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    xt, yt = torch.from_numpy(x[train]), torch.from_numpy(y[train])
+    for _ in range(3):
+        for i in torch.randperm(len(xt)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xt[i]), yt[i]).backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x[test])).numpy()
+    assert (ref.argmax(1) == y[test]).mean() > 0.9  # the model learned something: agreement means something
+    return model, x[train], x[test], ref
+
+
+@pytest.fixture(scope="module")
+def exported(digits, tmp_path_factory):
+    from edgekit.export.tflite import export_tflite
+
+    model, x_train, _, _ = digits
+    out = tmp_path_factory.mktemp("tflite")
+    return {p: export_tflite(model, x_train[:1], out / f"digits_{p}.tflite", precision=p, metadata=META,
+                             calib=x_train[:256])
+            for p in ("fp32", "fp16", "int8")}
+
+
+def _run(artifact, x):
+    from edgekit.runtime import open_session
+
+    return open_session(artifact.path).run(x)
+
+
+def _weight_types(path) -> set[str]:
+    """Types of the constant tensors of rank >= 2 (conv and fully-connected weights) in a .tflite file.
+
+    INT32 constants are left out: they are shapes and paddings (a PAD before a strided conv), not weights.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    return {names[t.type] for t in model.subgraphs[0].tensors
+            if len(t.shape) >= 2 and model.buffers[t.buffer].data is not None and t.type != schema.TensorType.INT32}
+
+
+def test_fp32_matches_torch(exported, digits):
+    _, _, x_test, ref = digits
+    a = exported["fp32"]
+    assert (a.format, a.precision, a.path.exists()) == ("tflite", "fp32", True)
+    assert np.abs(_run(a, x_test) - ref).max() < 1e-4
+
+
+def test_fp16_is_half_the_size_with_float_io(exported, digits):
+    _, _, x_test, ref = digits
+    ratio = exported["fp16"].path.stat().st_size / exported["fp32"].path.stat().st_size
+    assert 0.4 < ratio < 0.6, ratio
+    assert _weight_types(exported["fp16"].path) == {"FLOAT16"}
+    from edgekit.runtime import open_session
+
+    s = open_session(exported["fp16"].path)
+    assert s.input_dtype == np.float32 and s.input_shape == (1, 1, 8, 8)
+    assert np.abs(s.run(x_test) - ref).max() < 1e-2
+
+
+def test_int8_is_full_integer_and_agrees_on_held_out_digits(exported, digits):
+    _, _, x_test, ref = digits
+    a = exported["int8"]
+    assert a.path.stat().st_size <= 0.35 * exported["fp32"].path.stat().st_size
+    assert _weight_types(a.path) == {"INT8"}
+    from edgekit.runtime import open_session
+
+    s = open_session(a.path)
+    assert s.input_dtype == np.int8  # int8 in and out, as on a microcontroller; run() takes float32
+    out = s.run(x_test)
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.95
+
+
+def test_metadata_round_trips_in_every_precision(exported):
+    from edgekit.runtime import open_session, read_metadata
+
+    for precision, artifact in exported.items():
+        assert read_metadata(artifact.path) == {**META, "precision": precision}
+        assert open_session(artifact.path).metadata == {**META, "precision": precision}
+
+
+def test_metadata_is_replaced_not_duplicated(exported, tmp_path):
+    from edgekit.export.tflite import embed_metadata
+    from edgekit.runtime import read_metadata
+
+    again = embed_metadata(exported["fp32"].path.read_bytes(), "edgekit", b'{"v": 2}')
+    (tmp_path / "m.tflite").write_bytes(again)
+    assert read_metadata(tmp_path / "m.tflite") == {"v": 2}
+
+
+class _Unexportable(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: torch.export refuses it
+            return x
+        return -x
+
+
+def test_a_failed_export_leaves_no_file(tmp_path):
+    from edgekit.export.tflite import export_tflite
+
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"previous")
+    with pytest.raises(Exception):  # noqa: B017 - whatever torch.export raises; the point is what is left
+        export_tflite(_Unexportable(), np.ones((1, 1, 4, 4), np.float32), path, precision="fp32", metadata={})
+    assert path.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
+
+
+def test_bad_arguments_are_config_errors(tmp_path):
+    from edgekit.export.tflite import export_tflite
+
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    with pytest.raises(ConfigError, match="unknown TFLite precision 'int4'"):
+        export_tflite(DigitNet(), x, tmp_path / "m.tflite", precision="int4", metadata={})
+    with pytest.raises(ConfigError, match="calibration"):
+        export_tflite(DigitNet(), x, tmp_path / "m.tflite", precision="int8", metadata={})
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_litert_torch_names_the_extra(monkeypatch, tmp_path):
+    from edgekit.export.tflite import export_tflite
+
+    monkeypatch.setitem(sys.modules, "litert_torch", None)  # makes `import litert_torch` fail
+    with pytest.raises(MissingDependency, match=r'edgekit\[convert\]'):
+        export_tflite(DigitNet(), np.zeros((1, 1, 8, 8), np.float32), tmp_path / "m.tflite", precision="fp32",
+                      metadata={})

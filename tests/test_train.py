@@ -1,0 +1,89 @@
+"""Training learns, distillation follows the teacher, and an interrupted run resumes to the same weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgekit import data
+from edgekit.models import build
+from edgekit.recipe import DataSpec
+from edgekit.train import loop
+
+ARGS = {"in_channels": 1, "num_classes": 10}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    s = data.load(DataSpec(name="digits"))
+    return s.tensors("train"), s.tensors("val")
+
+
+def test_training_on_digits_learns(digits):
+    train, val = digits
+    model = build("resnet8", ARGS)
+    res = loop.fit(model, train, val, epochs=3, batch_size=64, lr=0.05)
+    assert res.val_accuracy > 0.9
+    assert [h["epoch"] for h in res.history] == [1, 2, 3]
+
+
+def test_kd_loss_is_zero_only_when_student_matches_teacher_and_labels():
+    t = torch.tensor([[10.0, -10.0], [-10.0, 10.0]])
+    y = torch.tensor([0, 1])
+    same = loop.kd_loss(t, t, y, temperature=4.0, alpha=1.0)
+    assert same.item() == pytest.approx(0.0, abs=1e-6)
+    flipped = loop.kd_loss(-t, t, y, temperature=4.0, alpha=1.0)
+    assert flipped.item() > 1.0
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_the_same_weights(digits, tmp_path, monkeypatch):
+    train, val = digits
+    kwargs = dict(epochs=3, batch_size=64, lr=0.05, seed=3)
+    straight = build("resnet8", ARGS)
+    loop.fit(straight, train, val, **kwargs)
+
+    calls = {"n": 0}
+    real_accuracy = loop.accuracy
+
+    def dying_accuracy(*a):
+        calls["n"] += 1
+        if calls["n"] == 2:  # dies in epoch 2, after epoch 1's checkpoint was written
+            raise Interrupt
+        return real_accuracy(*a)
+
+    state = tmp_path / "train.state"
+    monkeypatch.setattr(loop, "accuracy", dying_accuracy)
+    with pytest.raises(Interrupt):
+        loop.fit(build("resnet8", ARGS), train, val, state_path=state, **kwargs)
+    monkeypatch.setattr(loop, "accuracy", real_accuracy)
+    assert state.exists() and not list(tmp_path.glob("*.partial"))
+
+    resumed = build("resnet8", ARGS)
+    res = loop.fit(resumed, train, val, state_path=state, **kwargs)
+    assert res.resumed_from == 1
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_corrupt_resume_state_is_a_clear_error(digits, tmp_path):
+    from edgekit.errors import DataError
+
+    state = tmp_path / "train.state"
+    state.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="cannot resume from this training state"):
+        loop.fit(build("resnet8", ARGS), *digits, epochs=1, batch_size=64, lr=0.05, state_path=state)
+
+
+def test_predict_and_accuracy_agree_with_torch(digits):
+    (x, y), _ = digits
+    model = build("resnet8", ARGS).eval()
+    logits = loop.predict(model, x[:100], batch_size=32)
+    with torch.no_grad():
+        direct = model(torch.from_numpy(x[:100])).numpy()
+    np.testing.assert_allclose(logits, direct, atol=1e-5)
+    assert loop.accuracy(logits, y[:100]) == float((direct.argmax(1) == y[:100]).mean())
