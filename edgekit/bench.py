@@ -66,3 +66,45 @@ def bench(path: str | Path, *, runtime: str | None = None, threads: int = 1, war
     return BenchRow(artifact=str(path), runtime=session.runtime, threads=threads, size_bytes=os.path.getsize(path),
                     p50_ms=float(np.median(times)), p90_ms=float(np.percentile(times, 90)),
                     mean_ms=float(times.mean()), iterations=iterations)
+
+
+def compare(paths: dict[str, tuple[str | Path, str]], *, threads: int = 1, rounds: int = 10, iterations: int = 50,
+            warmup: int = 20, sample: np.ndarray | None = None) -> dict[str, dict]:
+    """Time several artifacts side by side, interleaved round by round, so machine noise hits all alike.
+
+    Args:
+        paths: label → (artifact path, runtime name).
+        threads: intra-op threads for every session.
+        rounds: each round times every artifact ``iterations`` times, in turn.
+        warmup: untimed runs per artifact before the first round.
+        sample: one input shared by all (they must take the same shape); seeded noise by default.
+
+    Returns:
+        label → {"p50_ms", "p90_ms", "size_bytes", "runtime"}.
+    """
+    from edgekit.runtime import open_session
+
+    sessions = {k: open_session(p, runtime=rt, threads=threads) for k, (p, rt) in paths.items()}
+    samples = {}
+    for k, s in sessions.items():
+        if sample is not None:
+            samples[k] = sample[:1]
+        else:
+            shape = [1] + [d if isinstance(d, int) and d > 0 else 1 for d in list(s.input_shape)[1:]]
+            samples[k] = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        for _ in range(warmup):
+            s.run(samples[k])
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(rounds):
+        for k, s in sessions.items():
+            x = samples[k]
+            for _ in range(iterations):
+                t0 = time.perf_counter()
+                s.run(x)
+                times[k].append(time.perf_counter() - t0)
+    out = {}
+    for k, t in times.items():
+        ms = np.asarray(t) * 1e3
+        out[k] = {"p50_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
+                  "size_bytes": os.path.getsize(paths[k][0]), "runtime": sessions[k].runtime}
+    return out

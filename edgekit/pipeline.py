@@ -111,6 +111,7 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
                        "params_ratio": params / dense_params, "accuracy_drop": teacher_acc - student_acc},
     }
     log(f"test accuracy: dense fp32 {teacher_acc:.4f}, compressed (PyTorch) {student_acc:.4f}")
+    write_golden(run_dir / "golden.npz", splits.test_x, x_test, y_test, student_logits)
     entries = verify_all(recipe, artifacts, x_test, y_test, {"compressed": student_logits, "baseline": teacher_logits},
                          teacher_acc)
 
@@ -124,7 +125,8 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
     compressed = judge("pytorch compressed model", "fp32", parity(student_logits, student_logits, y_test),
                        baseline_accuracy=teacher_acc, budget=recipe.verify.budget, fp32_tolerance=float("inf"))
     models["compressed"].update(passed=compressed.passed, verdict=compressed.reason)
-    results = report.results(recipe, run_dir, entries, models, stages=_stage_summaries(run_dir))
+    results = report.results(recipe, run_dir, entries, models, stages=_stage_summaries(run_dir),
+                             cpu_note=cpu_int8_note())
     report.write(run_dir, results)
     failed = [e for e in entries if not e["passed"]]
     if not compressed.passed:
@@ -134,6 +136,16 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
         raise CheckFailed(f"{len(failed)} over the accuracy budget: {lines} (report: {run_dir / 'report.md'})",
                           run_dir=run_dir)
     return run_dir
+
+
+GOLDEN_SAMPLES = 64
+
+
+def write_golden(path: Path, raw: np.ndarray, x: np.ndarray, y: np.ndarray, logits: np.ndarray) -> None:
+    """Held-out samples for bundles and device checks: raw pixels, model inputs, labels, PyTorch logits."""
+    n = min(GOLDEN_SAMPLES, len(x))
+    with rundir.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, raw=raw[:n], x=x[:n], y=y[:n], logits=logits[:n])
 
 
 def _stage_summaries(run_dir: Path) -> dict:
@@ -201,22 +213,65 @@ def verify_all(recipe: Recipe, artifacts: list[Artifact], x: np.ndarray, y: np.n
 
 
 def bench_all(recipe: Recipe, entries: list[dict], sample: np.ndarray) -> None:
-    """Add ``latency[runtime][threads] = {p50_ms, p90_ms, mean_ms}`` to each entry, measured now."""
-    from edgekit.bench import bench
+    """Add latency and the int8 speed check to each entry, measured now, side by side.
+
+    The artifacts of one format are timed interleaved round by round (edgekit.bench.compare) on each
+    runtime and thread count, so the ratios to fp32 are fair on a noisy machine. Each entry gets
+    ``latency[runtime][threads] = {p50_ms, p90_ms}``, ``speed_vs_fp32[runtime][threads]`` and, for
+    int8, ``offered[runtime]``: int8 is offered on a runtime only where it is no slower than fp32.
+    """
+    from edgekit.bench import compare
     from edgekit.runtime import runtimes_for
 
-    for e in entries:
-        runtimes = runtimes_for(e["path"])
-        if recipe.bench.runtimes is not None:
-            runtimes = [r for r in runtimes if r in recipe.bench.runtimes]
+    b = recipe.bench
+    rounds = max(1, b.iterations // 50)
+    for fmt in sorted({e["format"] for e in entries}):
+        group = [e for e in entries if e["format"] == fmt]
+        runtimes = runtimes_for(group[0]["path"])
+        if b.runtimes is not None:
+            runtimes = [r for r in runtimes if r in b.runtimes]
         for rt in runtimes:
-            for threads in recipe.bench.threads:
-                row = bench(e["path"], runtime=rt, threads=int(threads), warmup=recipe.bench.warmup,
-                            iterations=recipe.bench.iterations, sample=sample)
-                e["latency"].setdefault(rt, {})[str(threads)] = {"p50_ms": row.p50_ms, "p90_ms": row.p90_ms,
-                                                                 "mean_ms": row.mean_ms, "iterations": row.iterations}
-        log(f"benched {e['name']}: " + ", ".join(f"{rt}@{t}t p50 {v['p50_ms']:.3f} ms"
-                                                  for rt, d in e["latency"].items() for t, v in d.items()))
+            for threads in b.threads:
+                res = compare({e["name"]: (e["path"], rt) for e in group}, threads=int(threads), rounds=rounds,
+                              iterations=min(50, b.iterations), warmup=b.warmup, sample=sample)
+                for e in group:
+                    r = res[e["name"]]
+                    e["latency"].setdefault(rt, {})[str(threads)] = {"p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"]}
+        fp32 = next((e for e in group if e["precision"] == "fp32" and e["role"] == "compressed"), None)
+        for e in group:
+            log(f"benched {e['name']}: " + ", ".join(f"{rt}@{t}T p50 {v['p50_ms']:.3f} ms"
+                                                      for rt, d in e["latency"].items() for t, v in d.items()))
+            if fp32 is None or e is fp32:
+                continue
+            e["speed_vs_fp32"] = {rt: {t: v["p50_ms"] / fp32["latency"][rt][t]["p50_ms"] for t, v in d.items()}
+                                  for rt, d in e["latency"].items()}
+            if e["precision"] == "int8":
+                e["offered"] = {rt: all(r <= SLOWER_THAN_FP32 for r in by_t.values())
+                                for rt, by_t in e["speed_vs_fp32"].items()}
+                for rt, ok in e["offered"].items():
+                    if not ok:
+                        worst = max(e["speed_vs_fp32"][rt].values())
+                        log(f"{e['name']} is {worst:.2f}x the fp32 latency on {rt} on this CPU: not offered there "
+                            f"({cpu_int8_note()})")
+
+
+SLOWER_THAN_FP32 = 1.05  # int8 p50 / fp32 p50 above this counts as slower (5 % covers run-to-run noise)
+
+
+def cpu_int8_note() -> str:
+    """Why int8 may not pay off on this host: x86 int8 dot products are fast with VNNI, not with AVX2 alone."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith(("flags", "Features")))
+    except (OSError, StopIteration):
+        return "CPU features unknown"
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        return "CPU has VNNI int8 dot products"
+    if "asimddp" in flags:
+        return "CPU has Arm dot-product (sdot) instructions"
+    if " avx2" in flags:
+        return "CPU has AVX2 but no VNNI: int8 convolutions have no fast dot-product path here"
+    return "CPU without x86 int8 dot-product extensions"
 
 
 

@@ -11,14 +11,14 @@ from edgekit import __version__, info, rundir
 RESULTS_SCHEMA = 1
 
 
-def results(recipe, run_dir: Path, entries: list[dict], models: dict, stages: dict) -> dict:
+def results(recipe, run_dir: Path, entries: list[dict], models: dict, stages: dict, cpu_note: str = "") -> dict:
     """The results.json document: one entry per artifact plus the PyTorch models and the environment."""
     return {
         "schema": RESULTS_SCHEMA, "edgekit_version": __version__, "recipe": recipe.name,
         "recipe_digest": recipe.digest(), "recipe_source": recipe.source, "run_dir": str(run_dir),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "budget": recipe.verify.budget,
         "passed": all(e["passed"] for e in entries) and models["compressed"].get("passed", True),
-        "models": models, "stages": stages, "artifacts": entries,
+        "models": models, "stages": stages, "artifacts": entries, "cpu_int8_note": cpu_note,
         "environment": {"machine": info.machine(), "versions": info.versions()},
     }
 
@@ -112,6 +112,7 @@ def markdown(res: dict, *, plot: bool = False) -> str:
         table(res),
         "",
     ]
+    lines += speed_section(res)
     failed = [e for e in res["artifacts"] if not e["passed"]]
     if failed or not c.get("passed", True):
         lines += ["## Over budget", ""]
@@ -124,6 +125,22 @@ def markdown(res: dict, *, plot: bool = False) -> str:
     v = res["environment"]["versions"]
     lines += ["## Versions", "", ", ".join(f"{k} {val}" for k, val in v.items() if val), ""]
     return "\n".join(lines)
+
+
+def speed_section(res: dict) -> list[str]:
+    """Where int8 is offered: on each runtime, int8 latency against fp32 as measured side by side in this run."""
+    rows = [e for e in res["artifacts"] if e.get("offered") is not None]
+    if not rows:
+        return []
+    lines = ["## int8 speed on this host", "",
+             "int8 is offered on a runtime only where it is no slower than the fp32 artifact of the same format "
+             "(p50 ratio ≤ 1.05 at every thread count, timed interleaved in this run).", ""]
+    for e in rows:
+        for rt, ok in e["offered"].items():
+            ratios = ", ".join(f"{r:.2f}x at {t}T" for t, r in e["speed_vs_fp32"][rt].items())
+            verdict = "offered" if ok else f"not offered: slower than fp32 here ({res.get('cpu_int8_note', '')})"
+            lines.append(f"- {e['name']} on {rt}: {ratios} the fp32 latency — {verdict}")
+    return [*lines, ""]
 
 
 def plot(res: dict, path: Path) -> bool:

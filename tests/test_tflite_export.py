@@ -12,8 +12,10 @@ from edgekit.errors import ConfigError, MissingDependency
 
 pytestmark = [
     pytest.mark.tflite,
-    pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None,
-                       reason='litert-torch not installed (pip install "edgekit[convert]")'),
+    pytest.mark.skipif(
+        importlib.util.find_spec("litert_torch") is None,
+        reason='litert-torch not installed (pip install "edgekit[convert]")',
+    ),
 ]
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -28,8 +30,7 @@ class DigitNet(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
         self.block = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32))
-        self.down = nn.Sequential(nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(64),
-                                  nn.ReLU())
+        self.down = nn.Sequential(nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
         self.fc = nn.Linear(64, 10)
 
     def forward(self, x):
@@ -68,9 +69,12 @@ def exported(digits, tmp_path_factory):
 
     model, x_train, _, _ = digits
     out = tmp_path_factory.mktemp("tflite")
-    return {p: export_tflite(model, x_train[:1], out / f"digits_{p}.tflite", precision=p, metadata=META,
-                             calib=x_train[:256])
-            for p in ("fp32", "fp16", "int8")}
+    return {
+        p: export_tflite(
+            model, x_train[:1], out / f"digits_{p}.tflite", precision=p, metadata=META, calib=x_train[:256]
+        )
+        for p in ("fp32", "fp16", "int8")
+    }
 
 
 def _run(artifact, x):
@@ -89,8 +93,11 @@ def _weight_types(path) -> set[str]:
 
     model = flatbuffer_utils.read_model(str(path))
     names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    return {names[t.type] for t in model.subgraphs[0].tensors
-            if len(t.shape) >= 2 and model.buffers[t.buffer].data is not None and t.type != schema.TensorType.INT32}
+    return {
+        names[t.type]
+        for t in model.subgraphs[0].tensors
+        if len(t.shape) >= 2 and model.buffers[t.buffer].data is not None and t.type != schema.TensorType.INT32
+    }
 
 
 def test_fp32_matches_torch(exported, digits):
@@ -175,6 +182,7 @@ def test_missing_litert_torch_names_the_extra(monkeypatch, tmp_path):
     from edgekit.export.tflite import export_tflite
 
     monkeypatch.setitem(sys.modules, "litert_torch", None)  # makes `import litert_torch` fail
-    with pytest.raises(MissingDependency, match=r'edgekit\[convert\]'):
-        export_tflite(DigitNet(), np.zeros((1, 1, 8, 8), np.float32), tmp_path / "m.tflite", precision="fp32",
-                      metadata={})
+    with pytest.raises(MissingDependency, match=r"edgekit\[convert\]"):
+        export_tflite(
+            DigitNet(), np.zeros((1, 1, 8, 8), np.float32), tmp_path / "m.tflite", precision="fp32", metadata={}
+        )

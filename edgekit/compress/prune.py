@@ -43,7 +43,7 @@ def count(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
 
 
 def prune(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, round_to: int = 8,
-          importance: str = "l2", max_steps: int = 40) -> PruneResult:
+          importance: str = "l2", max_steps: int = 40, global_pruning: bool = False) -> PruneResult:
     """Remove channels from ``model`` in place until its MACs are at most ``macs_ratio`` of the dense ones.
 
     Args:
@@ -73,7 +73,7 @@ def prune(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, round_t
     imp = {"l1": tp.importance.MagnitudeImportance(p=1), "l2": tp.importance.MagnitudeImportance(p=2),
            "random": tp.importance.RandomImportance()}[importance]
     pruner = tp.pruner.MetaPruner(model, example, importance=imp, pruning_ratio=0.95, iterative_steps=max_steps,
-                                  round_to=round_to, ignored_layers=ignored)
+                                  round_to=round_to, ignored_layers=ignored, global_pruning=global_pruning)
     macs, params = dense_macs, dense_params
     steps = 0
     while steps < max_steps:

@@ -125,7 +125,7 @@ def export_onnx_fp32(model, example: np.ndarray, path: str | Path, *, metadata: 
     return Artifact(path, "onnx", "fp32")
 
 
-class _Reader:
+class CalibrationReader:
     """onnxruntime CalibrationDataReader over a numpy array, one sample at a time."""
 
     def __init__(self, name: str, samples: np.ndarray):
@@ -180,7 +180,7 @@ def quantize_onnx(fp32_path: str | Path, path: str | Path, calib: np.ndarray, *,
         # Shape inference and graph optimization first, as onnxruntime recommends before quantizing.
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
         q.quantize_static(
-            str(pre), str(tmp), _Reader(input_name, calib.astype(np.float32)),
+            str(pre), str(tmp), CalibrationReader(input_name, calib.astype(np.float32)),
             quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
             activation_type=q.QuantType.QUInt8 if activation == "uint8" else q.QuantType.QInt8,
             weight_type=q.QuantType.QInt8, calibrate_method=methods[method],

@@ -36,7 +36,8 @@ class Runtime:
     Attributes:
         name: the name users write (``--runtime litert``).
         format: the file format it runs, "onnx" or "tflite".
-        module: the module that must be importable; checked with ``find_spec``, never imported to check.
+        module: the module the runtime is imported from; its package is looked up with ``find_spec``,
+            never imported, to tell whether the runtime is installed.
         extra: the pip extra that installs it.
         opener: ``"module:function"`` that opens a session: ``(path, threads) -> Session``.
         preference: lower is tried first when no runtime is named.
@@ -50,9 +51,10 @@ class Runtime:
     preference: int = 100
 
     def installed(self) -> bool:
+        # The top-level package only: find_spec of "a.b" would import "a" to look inside it.
         try:
-            return importlib.util.find_spec(self.module) is not None
-        except ModuleNotFoundError:  # the parent package of a dotted name is missing
+            return importlib.util.find_spec(self.module.partition(".")[0]) is not None
+        except ValueError:  # a module in sys.modules without a spec (set to None to hide it, say)
             return False
 
 
@@ -75,8 +77,7 @@ class Session:
         metadata: the "edgekit" metadata in the file, {} when there is none.
     """
 
-    def __init__(self, path: Path, runtime: str, input_shape: tuple[int, ...], input_dtype: np.dtype,
-                 metadata: dict):
+    def __init__(self, path: Path, runtime: str, input_shape: tuple[int, ...], input_dtype: np.dtype, metadata: dict):
         self.path = path
         self.runtime = runtime
         self.input_shape = input_shape
@@ -98,15 +99,17 @@ class Session:
         x = np.ascontiguousarray(x, dtype=np.float32)
         want = tuple(self.input_shape[1:])
         if x.ndim != len(self.input_shape) or not _fits(x.shape[1:], want):
-            raise DataError(f"{self.path}: input of shape {list(x.shape)} does not fit the model's input "
-                            f"{list(self.input_shape)} (batch first)")
+            raise DataError(
+                f"{self.path}: input of shape {list(x.shape)} does not fit the model's input "
+                f"{list(self.input_shape)} (batch first)"
+            )
         if not len(x):
             raise DataError(f"{self.path}: empty input batch")
         batch = self.input_shape[0]
         if batch == len(x) or batch in (-1, None):
             return self._run(x)
         if batch == 1:
-            return np.concatenate([self._run(x[i:i + 1]) for i in range(len(x))])
+            return np.concatenate([self._run(x[i : i + 1]) for i in range(len(x))])
         raise DataError(f"{self.path}: the model takes a fixed batch of {batch}, got {len(x)} rows")
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -122,8 +125,10 @@ class Session:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"Session({str(self.path)!r}, runtime={self.runtime!r}, input_shape={list(self.input_shape)}, "
-                f"input_dtype={self.input_dtype.name})")
+        return (
+            f"Session({str(self.path)!r}, runtime={self.runtime!r}, input_shape={list(self.input_shape)}, "
+            f"input_dtype={self.input_dtype.name})"
+        )
 
 
 def _fits(shape: tuple[int, ...], want: tuple[Any, ...]) -> bool:
@@ -194,15 +199,18 @@ def open_session(path: str | Path, *, runtime: str | None = None, threads: int =
         names = runtimes_for(path)
         if not names:
             extras = sorted({s.extra for s in map(RUNTIMES.get, RUNTIMES.names()) if s.format == fmt})
-            raise MissingDependency(f"{path}: running {fmt} files needs a runtime: "
-                                    + " or ".join(f'pip install "edgekit[{e}]"' for e in extras))
+            raise MissingDependency(
+                f"{path}: running {fmt} files needs a runtime: "
+                + " or ".join(f'pip install "edgekit[{e}]"' for e in extras)
+            )
         runtime = names[0]
     spec: Runtime = RUNTIMES.get(runtime, where="runtime")
     if spec.format != fmt:
         raise DataError(f"{path}: runtime '{spec.name}' runs {spec.format} files, this is a {fmt} file")
     if not spec.installed():
-        raise MissingDependency(f"runtime '{spec.name}' needs {spec.module.split('.')[0]}: "
-                                f'pip install "edgekit[{spec.extra}]"')
+        raise MissingDependency(
+            f"runtime '{spec.name}' needs {spec.module.split('.')[0]}: pip install \"edgekit[{spec.extra}]\""
+        )
     module, _, attr = spec.opener.partition(":")
     opener = getattr(importlib.import_module(module), attr)
     return opener(path, threads=int(threads))

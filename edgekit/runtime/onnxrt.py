@@ -10,11 +10,23 @@ from edgekit.artifact import METADATA_KEY
 from edgekit.errors import DataError
 from edgekit.runtime import Runtime, Session, parse_metadata
 
-ONNXRUNTIME = Runtime("onnxruntime", "onnx", module="onnxruntime", extra="onnx",
-                      opener="edgekit.runtime.onnxrt:open_onnxruntime", preference=10)
+ONNXRUNTIME = Runtime(
+    "onnxruntime",
+    "onnx",
+    module="onnxruntime",
+    extra="onnx",
+    opener="edgekit.runtime.onnxrt:open_onnxruntime",
+    preference=10,
+)
 
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
-               "tensor(int8)": np.int8, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+}
 
 
 class OnnxSession(Session):
@@ -98,7 +110,7 @@ def _fields(buf: bytes | memoryview):
             size, pos = _varint(buf, pos)
             if pos + size > end:
                 raise IndexError(f"a field of {size} bytes runs past the end of the file")
-            value, pos = buf[pos:pos + size], pos + size
+            value, pos = buf[pos : pos + size], pos + size
         elif wire in (1, 5):
             value, pos = None, pos + (8 if wire == 1 else 4)
         else:

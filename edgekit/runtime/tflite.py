@@ -16,13 +16,27 @@ from edgekit.artifact import METADATA_KEY
 from edgekit.errors import DataError
 from edgekit.runtime import Runtime, Session, parse_metadata
 
-LITERT = Runtime("litert", "tflite", module="ai_edge_litert.interpreter", extra="tflite",
-                 opener="edgekit.runtime.tflite:open_litert", preference=20)
+LITERT = Runtime(
+    "litert",
+    "tflite",
+    module="ai_edge_litert.interpreter",
+    extra="tflite",
+    opener="edgekit.runtime.tflite:open_litert",
+    preference=20,
+)
 # tflite-runtime 2.14 (2023, the last release) needs numpy<2 and is ~4x slower than LiteRT on int8.
-# Trap, measured: on a dynamic-range model (int8 weights, float activations) it returns the SAME output
-# for every input and raises nothing. Verify every artifact on it (edgekit verify) before trusting it.
-TFLITE_RUNTIME = Runtime("tflite-runtime", "tflite", module="tflite_runtime.interpreter", extra="tflite-legacy",
-                         opener="edgekit.runtime.tflite:open_tflite_runtime", preference=30)
+# TRAP (measured on this project's machine, see DESIGN.md): on a dynamic-range model (int8 weights, float
+# activations) tflite-runtime returns the SAME output for every input and raises nothing. edgekit exports
+# no dynamic-range TFLite, but a foreign file may be one: verify on it (edgekit verify) before trusting it.
+TFLITE_RUNTIME = Runtime(
+    "tflite-runtime",
+    "tflite",
+    module="tflite_runtime.interpreter",
+    extra="tflite-legacy",
+    opener="edgekit.runtime.tflite:open_tflite_runtime",
+    preference=30,
+)
+
 
 class TfliteSession(Session):
     def __init__(self, path: Path, runtime: str, interpreter, metadata: dict):
@@ -41,7 +55,7 @@ class TfliteSession(Session):
         # with another batch size: resize once per new size, or fall back to one row at a time when the
         # graph cannot be resized (a reshape with a constant batch, say).
         if len(x) != self._batch and not self._resize(len(x)):
-            return np.concatenate([self._invoke(x[i:i + 1]) for i in range(len(x))])
+            return np.concatenate([self._invoke(x[i : i + 1]) for i in range(len(x))])
         return self._invoke(x)
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
@@ -211,7 +225,7 @@ class _Flatbuffer:
         start, n = self.vector(table, index)
         if start + n > len(self.data):
             raise IndexError("a vector runs past the end of the file")
-        return bytes(self.data[start:start + n])
+        return bytes(self.data[start : start + n])
 
     def string(self, table: int, index: int) -> str:
         return self.blob(table, index).decode("utf-8")

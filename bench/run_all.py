@@ -1,0 +1,160 @@
+"""`make bench`: the speed and size claims of edgekit, measured side by side in one run, as tables.
+
+Uses the newest finished run of the default recipe (runs/fashion_mnist_resnet8/*/results.json); when
+there is none, it runs the recipe first. Every table compares artifacts interleaved round by round on
+this machine, so shared-machine noise hits both sides alike; quote the ratios, not the milliseconds.
+
+Exit code 1 when an int8 artifact is slower than its fp32 twin on a runtime that runs both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference-models" / "mlperf-tiny"
+
+
+def latest_run(recipe: str) -> Path | None:
+    runs = sorted((ROOT / "runs" / recipe).glob("*/results.json"))
+    return runs[-1].parent if runs else None
+
+
+def table(title: str, head: list[str], rows: list[list[str]]) -> None:
+    print(f"\n## {title}\n")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
+    print("| " + " | ".join("-" * w for w in widths) + " |")
+    for r in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+
+
+def main() -> int:
+    from edgekit.bench import compare
+    from edgekit.runtime import runtimes_for
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--run", help="run folder (default: newest run of the recipe)")
+    ap.add_argument("--recipe", default="recipes/fashion_mnist_resnet8.yaml")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--iterations", type=int, default=50)
+    args = ap.parse_args()
+    name = Path(args.recipe).stem
+    run = Path(args.run) if args.run else latest_run(name)
+    if run is None:
+        print(f"no finished run of {name}: running it first", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "edgekit", "run", args.recipe], check=False, cwd=ROOT)
+        run = latest_run(name)
+        if run is None:
+            print("the run did not finish; nothing to benchmark", file=sys.stderr)
+            return 2
+    art = run / "artifacts"
+    print(f"# edgekit benchmarks — run {run}")
+    print(f"batch 1, {args.rounds} interleaved rounds x {args.iterations} runs per artifact; ratios are what to quote")
+    golden = np.load(run / "golden.npz")
+    sample = golden["x"][:1]
+    failures = []
+
+    # 1. int8 against fp32, per runtime and thread count
+    rows = []
+    pairs = [("onnx", "model_fp32.onnx", "model_int8.onnx"), ("tflite", "model_fp32.tflite", "model_int8.tflite"),
+             ("tflite", "model_fp32.tflite", "model_fp16.tflite")]
+    for fmt, fp32, other in pairs:
+        if not (art / fp32).exists() or not (art / other).exists():
+            continue
+        for rt in runtimes_for(art / fp32):
+            for threads in (1, 2):
+                r = compare({"fp32": (art / fp32, rt), "other": (art / other, rt)}, threads=threads,
+                            rounds=args.rounds, iterations=args.iterations, sample=sample)
+                ratio = r["other"]["p50_ms"] / r["fp32"]["p50_ms"]
+                verdict = ""
+                if "int8" in other:
+                    verdict = "ok" if ratio <= 1.0 else "SLOWER"
+                    if ratio > 1.0:
+                        failures.append(f"{other} on {rt} at {threads} threads is {ratio:.2f}x fp32")
+                rows.append([rt, threads, other, f"{r['fp32']['p50_ms']:.3f}", f"{r['other']['p50_ms']:.3f}",
+                             f"{ratio:.2f}x", f"{r['other']['size_bytes'] / r['fp32']['size_bytes']:.2f}x", verdict])
+    table("Reduced precision against fp32 (same model, same runtime)",
+          ["runtime", "threads", "artifact", "fp32 p50 ms", "p50 ms", "latency ratio", "size ratio", "int8 check"], rows)
+
+    # 2. pruned against dense (fp32 ONNX on onnxruntime)
+    rows = []
+    if (art / "dense_fp32.onnx").exists():
+        res = json.loads((run / "results.json").read_text())
+        m = res["models"]
+        for threads in (1, 2):
+            r = compare({"dense": (art / "dense_fp32.onnx", "onnxruntime"),
+                         "pruned": (art / "model_fp32.onnx", "onnxruntime")}, threads=threads, rounds=args.rounds,
+                        iterations=args.iterations, sample=sample)
+            rows.append([threads, f"{r['dense']['p50_ms']:.3f}", f"{r['pruned']['p50_ms']:.3f}",
+                         f"{r['pruned']['p50_ms'] / r['dense']['p50_ms']:.2f}x", f"{m['compressed']['macs_ratio']:.2f}x",
+                         f"{m['compressed']['params_ratio']:.2f}x"])
+    table("Pruned against dense (fp32 ONNX, onnxruntime)",
+          ["threads", "dense p50 ms", "pruned p50 ms", "latency ratio", "MACs ratio", "params ratio"], rows)
+
+    # 3. edgekit's int8 ONNX against a plain quantize_static with default settings
+    rows = quantize_static_default(run, art, sample, args)
+    table("edgekit int8 ONNX against quantize_static defaults (same fp32 model and calibration samples)",
+          ["int8 variant", "settings", "test accuracy", "agreement with fp32", "p50 ms (1 thread)", "size KB"], rows)
+
+    # 4. the MLPerf Tiny reference image model, side by side with edgekit's
+    rows = []
+    if REFERENCE.is_dir():
+        cand = {"edgekit int8 (ResNet-8, 1x28x28, pruned)": (art / "model_int8.tflite", "litert"),
+                "edgekit fp32 (ResNet-8, 1x28x28, pruned)": (art / "model_fp32.tflite", "litert"),
+                "MLPerf Tiny int8 (ResNet-8, 32x32x3)": (REFERENCE / "pretrainedResnet_quant.tflite", "litert"),
+                "MLPerf Tiny fp32 (ResNet-8, 32x32x3)": (REFERENCE / "pretrainedResnet.tflite", "litert")}
+        cand = {k: v for k, v in cand.items() if Path(v[0]).exists()}
+        r = compare(cand, threads=1, rounds=args.rounds, iterations=args.iterations)
+        for k, v in r.items():
+            rows.append([k, f"{v['size_bytes'] / 1024:.1f}", f"{v['p50_ms']:.3f}", f"{v['p90_ms']:.3f}"])
+    table("Image classification against the MLPerf Tiny reference (LiteRT, 1 thread)",
+          ["model", "size KB", "p50 ms", "p90 ms"], rows)
+
+    print()
+    if failures:
+        print("FAILED: int8 slower than fp32: " + "; ".join(failures))
+        return 1
+    print("int8 is no slower than fp32 on every runtime that runs both.")
+    return 0
+
+
+def quantize_static_default(run: Path, art: Path, sample: np.ndarray, args) -> list[list[str]]:
+    import tempfile
+
+    from onnxruntime.quantization import quantize_static
+
+    from edgekit import data, recipe
+    from edgekit.bench import compare
+    from edgekit.export.onnx import CalibrationReader
+    from edgekit.runtime import open_session
+    from edgekit.verify import parity
+
+    spec = json.loads((run / "recipe.json").read_text())
+    r = recipe.from_dict(recipe.Recipe, spec, str(run / "recipe.json"), "")
+    splits = data.load(r.data)
+    calib = splits.calibration(r.export.calib_samples, seed=r.data.seed)
+    x, y = splits.tensors("test")
+    with tempfile.TemporaryDirectory() as d:
+        plain = Path(d) / "plain_int8.onnx"
+        quantize_static(str(art / "model_fp32.onnx"), str(plain), CalibrationReader("input", calib))  # every default
+        ref = open_session(art / "model_fp32.onnx").run(x)
+        timing = compare({"edgekit": (art / "model_int8.onnx", "onnxruntime"), "plain": (plain, "onnxruntime")},
+                         threads=1, rounds=args.rounds, iterations=args.iterations, sample=sample)
+        rows = []
+        for label, path, settings in (("edgekit", art / "model_int8.onnx", "QDQ, per-channel, U8S8, pre-processed"),
+                                      ("plain", plain, "quantize_static defaults (QDQ, per-tensor, S8S8)")):
+            rep = parity(ref, open_session(path).run(x), y)
+            rows.append([label, settings, f"{rep.accuracy:.4f}", f"{rep.top1_agreement:.4f}",
+                         f"{timing[label]['p50_ms']:.3f}", f"{timing[label]['size_bytes'] / 1024:.1f}"])
+    return rows
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
