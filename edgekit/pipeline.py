@@ -149,7 +149,7 @@ def write_golden(path: Path, raw: np.ndarray, x: np.ndarray, y: np.ndarray, logi
 
 
 def _stage_summaries(run_dir: Path) -> dict:
-    return {s: rundir.stage_done(run_dir, s) for s in ("train", "prune", "distill") if rundir.stage_done(run_dir, s)}
+    return {s: rundir.stage_summary(run_dir, s) for s in ("train", "prune", "distill") if rundir.stage_done(run_dir, s)}
 
 
 def export_all(recipe: Recipe, run_dir: Path, student, teacher, splits, calib: np.ndarray) -> list[Artifact]:
@@ -283,11 +283,14 @@ def _fit_args(recipe: Recipe) -> dict:
 
 def train_stage(recipe: Recipe, run_dir: Path, train_xy, val_xy) -> None:
     """Train the full model (the fp32 reference and teacher) into checkpoints/teacher.pt, unless done."""
+    import torch
+
     from edgekit.models import build, save_checkpoint
     from edgekit.train.loop import fit
 
     if rundir.stage_done(run_dir, "train"):
         return
+    torch.manual_seed(recipe.train.seed)  # the initial weights depend on the seed only
     model = build(recipe.model.name, dict(recipe.model.args))
     res = fit(model, train_xy, val_xy, epochs=recipe.train.epochs, lr=recipe.train.lr,
               state_path=run_dir / "checkpoints" / "train.state", desc="train", **_fit_args(recipe))

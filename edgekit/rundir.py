@@ -104,12 +104,15 @@ def new_run_dir(root: str | os.PathLike, recipe_name: str) -> Path:
     raise RuntimeError(f"could not create a run folder under {base}")
 
 
-def stage_done(run: Path, stage: str) -> dict | None:
-    """The marker a finished stage left (its summary), or None if the stage has not finished."""
+def stage_done(run: Path, stage: str) -> bool:
+    """Whether ``stage`` finished in ``run`` (its marker is written last, atomically)."""
+    return (run / ".stages" / f"{stage}.json").is_file()
+
+
+def stage_summary(run: Path, stage: str) -> dict | None:
+    """What a finished stage measured (its marker's content), or None if it has not finished."""
     marker = run / ".stages" / f"{stage}.json"
-    if not marker.exists():
-        return None
-    return json.loads(marker.read_text())
+    return json.loads(marker.read_text()) if marker.is_file() else None
 
 
 def mark_stage(run: Path, stage: str, summary: dict) -> None:

@@ -8,10 +8,11 @@ from .conftest import RECIPES, edgekit
 
 
 def one_clean_line(proc) -> str:
-    err = proc.stderr.strip()
+    """The error is the last line of stderr, after any progress lines; never a traceback."""
     assert "Traceback" not in proc.stderr, proc.stderr
-    assert err.startswith("edgekit: error: ")
-    return err
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("edgekit: error: ")]
+    assert len(errors) == 1 and proc.stderr.strip().endswith(errors[0]), proc.stderr
+    return errors[0]
 
 
 def test_help_explains_every_command():
@@ -58,7 +59,8 @@ def test_unreadable_checkpoint_exits_2(tmp_path, digits_recipe):
     (run / "checkpoints" / "teacher.pt").write_bytes(b"\x80\x04 truncated")
     proc = edgekit("run", str(digits_recipe), "--resume", str(run))
     assert proc.returncode == 2
-    assert "teacher.pt: unreadable checkpoint" in one_clean_line(proc)
+    err = one_clean_line(proc)
+    assert "teacher.pt: unreadable checkpoint" in err and "weights_only" not in err
     assert not (run / "artifacts").exists()
 
 

@@ -32,6 +32,8 @@ def test_atomic_write_replaces_and_has_normal_permissions(tmp_path):
 def test_stage_markers_and_unique_run_folders(tmp_path):
     a, b = rundir.new_run_dir(tmp_path, "r"), rundir.new_run_dir(tmp_path, "r")
     assert a != b and a.parent == b.parent == tmp_path / "r"
-    assert rundir.stage_done(a, "train") is None
+    assert not rundir.stage_done(a, "train") and rundir.stage_summary(a, "train") is None
+    rundir.mark_stage(a, "train", {})
+    assert rundir.stage_done(a, "train")  # an empty summary still marks the stage finished
     rundir.mark_stage(a, "train", {"val_accuracy": 0.9})
-    assert rundir.stage_done(a, "train") == {"val_accuracy": 0.9}
+    assert rundir.stage_summary(a, "train") == {"val_accuracy": 0.9}

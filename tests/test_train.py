@@ -14,6 +14,11 @@ from edgekit.train import loop
 ARGS = {"in_channels": 1, "num_classes": 10}
 
 
+def fresh_model():
+    torch.manual_seed(0)  # the same initial weights every time
+    return build("resnet8", ARGS)
+
+
 @pytest.fixture(scope="module")
 def digits():
     s = data.load(DataSpec(name="digits"))
@@ -44,7 +49,7 @@ class Interrupt(Exception):
 def test_resume_after_interruption_gives_the_same_weights(digits, tmp_path, monkeypatch):
     train, val = digits
     kwargs = dict(epochs=3, batch_size=64, lr=0.05, seed=3)
-    straight = build("resnet8", ARGS)
+    straight = fresh_model()
     loop.fit(straight, train, val, **kwargs)
 
     calls = {"n": 0}
@@ -59,11 +64,11 @@ def test_resume_after_interruption_gives_the_same_weights(digits, tmp_path, monk
     state = tmp_path / "train.state"
     monkeypatch.setattr(loop, "accuracy", dying_accuracy)
     with pytest.raises(Interrupt):
-        loop.fit(build("resnet8", ARGS), train, val, state_path=state, **kwargs)
+        loop.fit(fresh_model(), train, val, state_path=state, **kwargs)
     monkeypatch.setattr(loop, "accuracy", real_accuracy)
     assert state.exists() and not list(tmp_path.glob("*.partial"))
 
-    resumed = build("resnet8", ARGS)
+    resumed = fresh_model()
     res = loop.fit(resumed, train, val, state_path=state, **kwargs)
     assert res.resumed_from == 1
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
@@ -75,7 +80,7 @@ def test_corrupt_resume_state_is_a_clear_error(digits, tmp_path):
 
     state = tmp_path / "train.state"
     state.write_bytes(b"not a checkpoint")
-    with pytest.raises(DataError, match="cannot resume from this training state"):
+    with pytest.raises(DataError, match="train.state: unreadable training state"):
         loop.fit(build("resnet8", ARGS), *digits, epochs=1, batch_size=64, lr=0.05, state_path=state)
 
 

@@ -62,13 +62,31 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise DataError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    payload = load_weights_only(path, what="checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise DataError(f"{path}: not an edgekit checkpoint (expected format {CHECKPOINT_FORMAT})")
     return payload
+
+
+def load_weights_only(path: Path, *, what: str):
+    """``torch.load(weights_only=True)``; a corrupt, truncated or code-carrying file raises one DataError.
+
+    torch's own message advises retrying with ``weights_only=False``: for an untrusted file that would run
+    its code, so edgekit says what is wrong instead.
+    """
+    import pickle
+    import warnings
+
+    torch = require("torch", extra="train", why="checkpoints")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Detected pickle protocol 4" on foreign files
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        reason = "corrupt, truncated, or it holds pickled objects other than tensors, which edgekit never loads"
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    raise DataError(f"{path}: unreadable {what} ({reason})")
 
 
 def load_checkpoint(path: str | Path):

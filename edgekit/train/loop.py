@@ -167,9 +167,12 @@ def _save(path, epoch, model, opt, sched, scaler, gen, best, history) -> None:
 def _restore(path, model, opt, sched, scaler, gen):
     from edgekit.errors import DataError
 
+    from edgekit.models import load_weights_only
+
+    state = load_weights_only(path, what="training state (delete it to start over)")
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise DataError(f"{path}: not an edgekit training state; delete it to start over")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        assert state.get("format") == STATE_FORMAT, f"not an edgekit training state ({state.get('format')})"
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
