@@ -58,7 +58,6 @@ def save_checkpoint(path: str | Path, model, *, name: str, args: dict, extra: di
 
 def read_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint dict with ``weights_only=True``; unreadable files raise DataError naming the file."""
-    torch = require("torch", extra="train", why="checkpoints")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")

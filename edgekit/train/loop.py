@@ -166,7 +166,6 @@ def _save(path, epoch, model, opt, sched, scaler, gen, best, history) -> None:
 
 def _restore(path, model, opt, sched, scaler, gen):
     from edgekit.errors import DataError
-
     from edgekit.models import load_weights_only
 
     state = load_weights_only(path, what="training state (delete it to start over)")
