@@ -144,7 +144,7 @@ def speed_section(res: dict) -> list[str]:
 
 
 def plot(res: dict, path: Path) -> bool:
-    """Accuracy against latency (1 thread) and against size, one point per artifact and runtime."""
+    """Accuracy against latency (1 thread) and against size: a colour per artifact, a marker per runtime."""
     try:
         import matplotlib
 
@@ -152,27 +152,31 @@ def plot(res: dict, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for e in res["artifacts"]:
-        if e["accuracy"] is None:
-            continue
-        acc = e["accuracy"] * 100
+    markers = {"onnxruntime": "o", "litert": "s", "tflite-runtime": "^"}
+    colors = plt.get_cmap("tab10")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for i, e in enumerate(a for a in res["artifacts"] if a["accuracy"] is not None):
+        acc, color = e["accuracy"] * 100, colors(i % 10)
         for rt, by_threads in e["latency"].items():
             t = "1" if "1" in by_threads else next(iter(by_threads))
-            ax1.scatter(by_threads[t]["p50_ms"], acc, marker="o" if e["format"] == "onnx" else "s")
-            ax1.annotate(f"{e['name']}\n{rt}", (by_threads[t]["p50_ms"], acc), fontsize=7)
-        ax2.scatter(e["size_bytes"] / 1024, acc, marker="o" if e["format"] == "onnx" else "s")
-        ax2.annotate(e["name"], (e["size_bytes"] / 1024, acc), fontsize=7)
+            ax1.scatter(by_threads[t]["p50_ms"], acc, color=color, marker=markers.get(rt, "D"), s=60)
+        ax2.scatter(e["size_bytes"] / 1024, acc, color=color, marker="o", s=60, label=e["name"])
     dense = res["models"]["dense"]["accuracy"] * 100
     for ax in (ax1, ax2):
-        ax.axhline(dense, color="gray", ls="--", lw=0.8, label="dense fp32 (PyTorch)")
-        ax.axhline(dense - res["budget"] * 100, color="red", ls=":", lw=0.8, label="budget")
+        ax.axhline(dense, color="gray", ls="--", lw=0.8)
+        ax.axhline(dense - res["budget"] * 100, color="red", ls=":", lw=0.8)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
+    for rt, m in markers.items():
+        if any(rt in e["latency"] for e in res["artifacts"]):
+            ax1.scatter([], [], color="black", marker=m, label=rt)
+    ax1.plot([], [], color="gray", ls="--", label="dense fp32 (PyTorch)")
+    ax1.plot([], [], color="red", ls=":", label="accuracy budget")
     ax1.set_xlabel("latency p50, batch 1, 1 thread (ms)")
     ax2.set_xlabel("file size (KB)")
-    ax1.legend(fontsize=7)
-    fig.suptitle(f"{res['recipe']}: accuracy vs latency and size (measured {res['created']})")
+    ax1.legend(fontsize=8, loc="lower right")
+    ax2.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"{res['recipe']}: accuracy against latency and size (measured {res['created']})")
     fig.tight_layout()
     with rundir.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
