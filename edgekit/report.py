@@ -52,6 +52,12 @@ def _runtime_columns(res: dict) -> list[tuple[str, str]]:
     return cols
 
 
+def _runs(runtime: str, fmt: str) -> bool:
+    from edgekit.runtime import RUNTIMES
+
+    return runtime in RUNTIMES and RUNTIMES.get(runtime).format == fmt
+
+
 def _fp32_of(res: dict, fmt: str) -> dict | None:
     return next((e for e in res["artifacts"] if e["format"] == fmt and e["precision"] == "fp32"
                  and e["role"] == "compressed"), None)
@@ -77,7 +83,10 @@ def table(res: dict) -> str:
         for rt, t in cols:
             lat = e["latency"].get(rt, {}).get(t)
             b = base and base["latency"].get(rt, {}).get(t)
-            row.append(f"{lat['p50_ms']:.3f}{_ratio(lat['p50_ms'], b and b['p50_ms'])}" if lat else "missing")
+            if lat:
+                row.append(f"{lat['p50_ms']:.3f}{_ratio(lat['p50_ms'], b and b['p50_ms'])}")
+            else:  # "—": the runtime does not run this format; "missing": it does, but was not measured
+                row.append("missing" if _runs(rt, e["format"]) else "—")
         row.append("ok" if e["passed"] else "FAIL")
         rows.append(row)
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)

@@ -48,6 +48,18 @@ def test_every_artifact_is_written_verified_and_benchmarked(finished_run):
     assert res["models"]["compressed"]["macs_ratio"] <= 0.5
 
 
+def test_int8_is_offered_only_where_measured_no_slower(finished_run):
+    run, _ = finished_run
+    res = json.loads((run / "results.json").read_text())
+    for e in res["artifacts"]:
+        if e["precision"] != "int8":
+            continue
+        assert set(e["offered"]) == set(e["latency"])
+        for rt, ok in e["offered"].items():
+            assert ok == all(r <= 1.05 for r in e["speed_vs_fp32"][rt].values())
+    assert "## int8 speed on this host" in (run / "report.md").read_text()
+
+
 # int8 weights are a quarter of fp32 ones; what is left is per-channel quantization parameters. TFLite stores a
 # zero point per channel as int64 (8 bytes) for every weight and bias tensor: 6.8 KB of a 51k-parameter model.
 MAX_INT8_SIZE_RATIO = {"onnx": 0.30, "tflite": 0.32}
