@@ -7,7 +7,7 @@ RECIPE ?= recipes/fashion_mnist_resnet8.yaml
 # torch is pinned to a range that the local CPU build satisfies (a wider one pulls a multi-GB CUDA build).
 TORCH  := torch>=2.4,<2.14
 
-.PHONY: help setup system venv device-venv run test test-fast test-slow bench lint clean
+.PHONY: help setup system venv device-venv caches run test test-fast test-slow bench lint clean
 
 help:
 	@echo "make run        set up, then run the default recipe ($(RECIPE)) end to end"
@@ -37,27 +37,31 @@ device-venv: $(DEVENV)/.installed
 $(DEVENV)/.installed: pyproject.toml
 	test -x $(DEVENV)/bin/python || $(PYTHON) -m venv $(DEVENV)
 	$(DEVENV)/bin/pip install -q --upgrade pip
-	$(DEVENV)/bin/pip install -q -e ".[onnx,tflite]"
+	$(DEVENV)/bin/pip install -q -e ".[onnx,tflite,camera]"
 	touch $@
 
 run: setup
 	$(BIN)/edgekit run $(RECIPE)
 
-test: setup device-venv
+# Set-up steps that need the package index, so that the tests themselves run offline: the wheelhouse for the
+# loopback deploy and the arm64 Debian packages and wheels for the emulated device check.
+caches: venv
+	$(BIN)/python scripts/wheelhouse.py --arm64
+
+test: setup device-venv caches
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-slow: setup device-venv
+test-slow: setup device-venv caches
 	$(BIN)/python -m pytest -q -m slow
 
 bench: setup
 	$(BIN)/python bench/run_all.py
 
 lint: venv
-	$(BIN)/ruff check edgekit tests bench
-	$(BIN)/ruff format --check edgekit tests bench
+	$(BIN)/ruff check edgekit tests bench scripts
 
 clean:
 	rm -rf $(VENV) $(DEVENV) runs .pytest_cache

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from edgekit import __version__
@@ -44,10 +46,13 @@ def cmd_run(args) -> int:
 def cmd_train(args) -> int:
     from edgekit import recipe
     from edgekit.pipeline import train_only
+    from edgekit.train.distributed import from_env
 
     r = recipe.load(args.recipe, args.set)
     run_dir = train_only(r, out=args.out, resume=args.resume)
-    print(f"run folder: {run_dir}")
+    world = from_env()
+    if world is None or world.main:  # under torchrun, one line from rank 0 rather than one per process
+        print(f"run folder: {run_dir}")
     return 0
 
 
@@ -93,9 +98,13 @@ def cmd_verify(args) -> int:
 
 def cmd_report(args) -> int:
     from edgekit import report
+    from edgekit.deploy.report import section
 
     res = report.load(args.run)
     print(report.markdown(res) if args.markdown else report.table(res))
+    on_device = section(args.run)  # deploy reports saved in the run folder, beside the host's numbers
+    if on_device:
+        print("\n" + on_device)
     return 0 if res["passed"] else 1
 
 
@@ -107,6 +116,131 @@ def cmd_info(args) -> int:
         print(f"  {k}: {v}")
     for name, v in info.versions().items():
         print(f"  {name:24} {v or 'not installed'}")
+    return 0
+
+
+def _ssh_options(args) -> tuple[str, ...]:
+    opts: list[str] = []
+    if getattr(args, "identity", None):
+        opts += ["-i", args.identity]
+    for o in getattr(args, "ssh_option", None) or []:
+        if "=" not in o or o.startswith("-"):
+            raise EdgekitError(f"--ssh-option {o!r}: expected KEY=VALUE, e.g. UserKnownHostsFile=~/.ssh/lab_hosts")
+        opts += ["-o", o]
+    return tuple(opts)
+
+
+def cmd_bundle(args) -> int:
+    from edgekit.bundle import bundle, summary
+
+    b = bundle(args.run, args.device, args.out, artifacts=args.artifact, include_failed=args.include_failed)
+    print(summary(b))
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from edgekit.deploy import check_result, deploy
+    from edgekit.smoke import format_report
+
+    if args.emulate:
+        return _emulated(args.bundle, args.device or _bundle_device(args.bundle), args.json)
+
+    result = deploy(args.bundle, args.device, host=args.host, dry_run=args.dry_run, ssh_options=_ssh_options(args),
+                    wheelhouse=args.wheelhouse, remote_dir=args.remote_dir, python=args.python,
+                    system_site_packages=args.system_site_packages, fresh=args.fresh, camera=args.camera,
+                    runtimes=args.runtime, threads=args.threads, iterations=args.iterations,
+                    tensorrt=not args.no_tensorrt, benchmark_binary=args.benchmark_binary)
+    if result.dry_run:
+        print(f"# deploy {args.bundle} to {result.device} via {result.target} (dry run: nothing was run)")
+        for step in result.steps:
+            print(f"# {step.name}\n{step.render()}")
+        return 0
+    rep = result.report
+    if args.json:
+        print(json.dumps(rep))
+    else:
+        if "smoke" in rep:
+            print(format_report(rep["smoke"]))
+        for r in rep.get("benchmark", []):
+            print(f"{r['artifact']:14} {r['runtime']}: mean {r['mean_ms']} ms" if r["passed"]
+                  else f"{r['artifact']:14} FAIL: {r['error']}")
+        for r in rep.get("tensorrt", []):
+            print(f"{r['artifact']:14} tensorrt {r['mode']}: median {r['latency_ms'].get('median')} ms"
+                  if r["passed"] else f"{r['artifact']:14} tensorrt {r['mode']} FAIL: {r['error']}")
+        print(f"deployed to {result.device} ({result.target}) in {rep['seconds']:.1f} s; report: {result.report_path}")
+    check_result(result)
+    return 0
+
+
+def _bundle_device(bundle_dir: str) -> str:
+    from edgekit.bundle import load_bundle
+
+    return load_bundle(bundle_dir).device
+
+
+def _emulated(bundle_dir: str, device: str, as_json: bool) -> int:
+    from edgekit.emulate import emulated_check, format_emulated
+
+    rep = emulated_check(bundle_dir, device)
+    print(json.dumps(rep) if as_json else format_emulated(rep))
+    return 0 if rep["passed"] else 1
+
+
+def cmd_devices(args) -> int:
+    from edgekit import devices
+
+    if args.action == "list":
+        print(f"{'device':18} {'arch':8} {'cpu':28} {'memory':>8}  {'transport':9} runtimes")
+        for name in devices.DEVICES.names():
+            d = devices.load(name)
+            print(f"{d.name:18} {d.arch:8} {f'{d.cpu.cores}x {d.cpu.model}'[:28]:28} {d.memory_mb:>5} MB  "
+                  f"{d.transport.kind:9} {', '.join(d.runtimes)}")
+        return 0
+    if not args.name:
+        raise EdgekitError(f"edgekit devices {args.action} needs a device name: {', '.join(devices.DEVICES.names())}")
+    if args.action == "show":
+        print(devices.describe(devices.load(args.name)))
+        return 0
+    if args.action == "prepare-emulation":
+        from edgekit.emulate import prepare
+
+        prepare(devices.load(args.name), quiet=False)
+        return 0
+    if args.emulate:
+        if not args.bundle:
+            raise EdgekitError("edgekit devices check NAME --emulate needs --bundle DIR: the bundle to prove there")
+        return _emulated(args.bundle, args.name, False)
+    chk = devices.check(args.name, host=args.host, ssh_options=_ssh_options(args), python=args.python)
+    print(f"{chk.device} via {chk.target}")
+    print(f"{'item':36} {'profile':40} {'found':34} verdict")
+    for r in chk.rows:
+        print(f"{r.item:36} {r.expected[:40]:40} {r.found[:34]:34} {r.verdict}")
+    print("matches the profile" if chk.passed else "does NOT match the profile (FAIL rows above)")
+    return 0 if chk.passed else 1
+
+
+def cmd_smoke(args) -> int:
+    from edgekit import rundir
+    from edgekit.smoke import format_report, smoke
+
+    rep = smoke(args.bundle, runtimes=args.runtime, threads=args.threads, warmup=args.warmup,
+                iterations=args.iterations)
+    if args.output:
+        rundir.write_json(args.output, rep)
+    print(json.dumps(rep) if args.json else format_report(rep))
+    return 0 if rep["passed"] else 1
+
+
+def cmd_demo_camera(args) -> int:
+    from edgekit.demos.camera import run_camera
+
+    stats = run_camera(args.bundle, source=args.source, headless=args.headless, stream=args.stream,
+                       frames=args.frames, json_lines=args.json, output=args.output, artifact=args.artifact,
+                       runtime=args.runtime, threads=args.threads, loop=args.loop, max_fps=args.max_fps)
+    line = (f"{stats.frames} frames in {stats.seconds:.2f} s: {stats.fps:.1f} FPS end to end, inference + "
+            f"pre-processing p50 {stats.latency_p50_ms:.3f} ms ({stats.artifact} on {stats.runtime}, "
+            f"{stats.threads} thread(s))" + (f"; video: {stats.output}" if stats.output else ""))
+    print(line, file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -133,7 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     recipe_args(sp)
     sp.set_defaults(func=cmd_run)
 
-    sp = sub.add_parser("train", help="train the recipe's full model only (checkpoint each epoch, resumable)")
+    sp = sub.add_parser("train", help="train the recipe's full model only (checkpoint each epoch, resumable)",
+                        description="Train the recipe's full model into a run folder: checkpoints/teacher.pt, a "
+                                    "resume state after every epoch, metrics.csv. Several GPUs or processes: "
+                                    "torchrun --nproc_per_node N -m edgekit train RECIPE (train.batch_size is the "
+                                    "global batch; rank 0 writes). Then `edgekit run RECIPE --resume RUN` finishes "
+                                    "the pipeline in one process.")
     recipe_args(sp)
     sp.set_defaults(func=cmd_train)
 
@@ -166,12 +305,116 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--markdown", action="store_true", help="print the whole report.md")
     sp.set_defaults(func=cmd_report)
 
+    sp = sub.add_parser("bundle", help="pack what one device runs from a run folder into a checksummed bundle",
+                        description="Copy the run's artifacts that the device profile supports (format, precision, "
+                                    "runtime) with manifest.json (sha256 of every file, input spec, pre-processing, "
+                                    "labels, expected accuracy) and golden.npz (held-out inputs, outputs of each "
+                                    "artifact on this host's runtime). Built beside --out and renamed into place.")
+    sp.add_argument("run", help="a finished run folder (results.json, golden.npz, artifacts/)")
+    sp.add_argument("--device", required=True, help="device profile name (edgekit devices list) or a YAML file")
+    sp.add_argument("--out", required=True, help="the bundle folder to write (an existing bundle there is replaced)")
+    sp.add_argument("--artifact", type=_csv, help="comma-separated artifact names to restrict to, e.g. tflite_int8")
+    sp.add_argument("--include-failed", action="store_true", help="also pack artifacts that missed the accuracy budget")
+    sp.set_defaults(func=cmd_bundle)
+
+    def ssh_args(sp):
+        sp.add_argument("--host", help="user@host[:port] to reach the device over ssh (adb: the device serial)")
+        sp.add_argument("--identity", metavar="KEY", help="ssh private key file (ssh -i)")
+        sp.add_argument("--ssh-option", action="append", metavar="KEY=VALUE",
+                        help="extra ssh -o option, e.g. UserKnownHostsFile=FILE (repeatable; host keys are always "
+                             "checked: StrictHostKeyChecking=yes cannot be overridden)")
+        sp.add_argument("--python", help="the device's Python (default: the profile's transport.python)")
+
+    sp = sub.add_parser("deploy", help="copy a bundle to a device, install edgekit + runtime there, smoke-test it",
+                        description="Over ssh (or locally): copy the bundle and edgekit's wheel, create a virtual "
+                                    "environment, pip install edgekit and the profile's runtime, run `edgekit smoke` "
+                                    "there (checksums, golden pairs, a short benchmark) and save the report as "
+                                    "deploy-report-DEVICE.json next to the bundle (and in the run folder, where "
+                                    "`edgekit report` shows it). Jetson: also trtexec engines. Android (adb): push, "
+                                    "sha256sum, benchmark_model, pull. Exits 1 when the smoke test fails.")
+    sp.add_argument("bundle", help="a bundle folder (edgekit bundle)")
+    sp.add_argument("--device", help="device profile (default: the one the bundle was made for)")
+    ssh_args(sp)
+    sp.add_argument("--dry-run", action="store_true", help="print every command of the plan and run none")
+    sp.add_argument("--emulate", action="store_true",
+                    help="no device: run the smoke test in an arm64 sysroot matching the profile under qemu-user "
+                         "(needs `edgekit devices prepare-emulation NAME` once; latency there is not the device's)")
+    sp.add_argument("--wheelhouse", metavar="DIR",
+                    help="offline install: copy these wheels (for the device's platform and Python) to the device and "
+                         "pip install with --no-index --find-links; nothing is downloaded there")
+    sp.add_argument("--system-site-packages", action="store_true",
+                    help="create the device's environment with --system-site-packages (reuse the OS's packages)")
+    sp.add_argument("--fresh", action="store_true", help="delete the device's environment first")
+    sp.add_argument("--camera", action="store_true", help="also install OpenCV for `edgekit demo camera` there")
+    sp.add_argument("--runtime", type=_csv, help="comma-separated runtimes to install and test (default: one per "
+                                                 "artifact, the profile's first)")
+    sp.add_argument("--remote-dir", help="device folder for bundles, wheels and the environment (default: profile's)")
+    sp.add_argument("--threads", type=int, default=1, help="runtime threads in the smoke benchmark (default: 1)")
+    sp.add_argument("--iterations", type=int, default=50, help="timed runs per artifact on the device (default: 50)")
+    sp.add_argument("--benchmark-binary", metavar="FILE", help="adb: TFLite benchmark_model binary to push first")
+    sp.add_argument("--no-tensorrt", action="store_true", help="Jetson: skip building TensorRT engines")
+    sp.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    sp.set_defaults(func=cmd_deploy)
+
+    sp = sub.add_parser("devices", help="device profiles: list, show one, or check a real device against one",
+                        description="list: every profile in devices/. show NAME: the whole profile. prepare-emulation NAME: "
+                                    "download the arm64 packages and wheels emulated checks need (once). check NAME: "
+                                    "connect (locally, --host over ssh) and compare the Python, glibc, architecture "
+                                    "and runtime versions found with the profile; exits 1 on a mismatch.")
+    sp.add_argument("action", choices=("list", "show", "check", "prepare-emulation"))
+    sp.add_argument("name", nargs="?", help="device profile name or YAML file (show, check, prepare-emulation)")
+    sp.add_argument("--emulate", action="store_true",
+                    help="check: run --bundle on the profile's arm64 CPU under qemu instead of a real device")
+    sp.add_argument("--bundle", help="check --emulate: the bundle to prove on the emulated device")
+    ssh_args(sp)
+    sp.set_defaults(func=cmd_devices)
+
+    sp = sub.add_parser("smoke", help="on the device: verify a bundle, run its golden pairs and a short benchmark",
+                        description="Checksums first (a tampered bundle exits 2 before anything runs), then each "
+                                    "artifact on each installed runtime: max abs diff and top-1 agreement against "
+                                    "the host outputs in the bundle, p50/p90 latency. Exits 1 when a check fails.")
+    sp.add_argument("bundle", help="a bundle folder")
+    sp.add_argument("--runtime", type=_csv, help="comma-separated runtimes to test (default: every installed one)")
+    sp.add_argument("--threads", type=int, default=1, help="runtime threads (default: 1)")
+    sp.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
+    sp.add_argument("--iterations", type=int, default=50, help="timed runs (default: 50)")
+    sp.add_argument("--output", metavar="FILE", help="also write the JSON report to FILE")
+    sp.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    sp.set_defaults(func=cmd_smoke)
+
+    sp = sub.add_parser("demo", help="device demos on a bundle: camera")
+    demos = sp.add_subparsers(dest="demo", required=True, metavar="DEMO")
+    dp = demos.add_parser("camera", help="classify camera frames live: window, MJPEG stream, video file or JSON",
+                          description="Frames from OpenCV (camera index, video file or URL) -> the bundle's "
+                                      "pre-processing (grayscale for 1-channel models, resize to the model input) -> "
+                                      "inference -> label, confidence and FPS drawn on the frame. Shows a window "
+                                      "when there is a display, otherwise serves an MJPEG stream "
+                                      f"(default {'127.0.0.1:8080'}); --output writes a video.")
+    dp.add_argument("bundle", help="a bundle folder")
+    dp.add_argument("--source", default="0", help="camera index, video file or URL (default: 0)")
+    dp.add_argument("--headless", action="store_true", help="never open a window")
+    dp.add_argument("--stream", metavar="HOST:PORT", help="serve an MJPEG stream there (127.0.0.1 = this machine "
+                                                          "only; 0.0.0.0 = every interface)")
+    dp.add_argument("--frames", type=int, help="stop after N frames")
+    dp.add_argument("--json", action="store_true", help="one JSON line per frame: frame, label, class_index, "
+                                                        "confidence, latency_ms, fps")
+    dp.add_argument("--output", metavar="FILE.mp4", help="write the annotated frames to a video file (.mp4 or .avi)")
+    dp.add_argument("--artifact", help="artifact name in the bundle (default: the fastest runnable one)")
+    dp.add_argument("--runtime", help="runtime name (default: the first installed one for the artifact)")
+    dp.add_argument("--threads", type=int, default=1, help="runtime and OpenCV threads (default: 1)")
+    dp.add_argument("--loop", action="store_true", help="restart a video file at its end")
+    dp.add_argument("--max-fps", type=float, help="pace the loop to at most this many frames per second")
+    dp.set_defaults(func=cmd_demo_camera)
+
     sp = sub.add_parser("info", help="versions of every dependency and runtime found")
     sp.set_defaults(func=cmd_info)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The TFLite converter and interpreter log every step at INFO through absl/glog; keep warnings and errors.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|litert_torch|torchao|copyreg).*")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

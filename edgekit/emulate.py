@@ -312,8 +312,21 @@ def emulated_check(bundle_dir: str | Path, device: str, *, iterations: int = 5, 
         except (IndexError, json.JSONDecodeError):
             problems.append(f"{rt}: the arm64 smoke test crashed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
             continue
+        pre = rep.get("preprocessing")
+        if pre is not None and not any(row["artifact"] == "pre-processing" for row in rows):
+            # the same numpy code runs in every runtime's process: report it once
+            if not pre["passed"]:
+                problems.append(f"pre-processing: {pre['verdict']}")
+            rows.append({"artifact": "pre-processing", "runtime": "numpy", "installed": True,
+                         "passed": pre["passed"], "verdict": pre["verdict"]})
         for r in rep["results"]:
-            if r.get("runtime") is None:
+            if r.get("runtime") is None:  # an artifact this runtime could not load, or one for another runtime
+                if r["artifact"] not in {a.name for a in arts}:
+                    continue  # its own runtime's process runs it
+                if not r["passed"]:
+                    problems.append(f"{r['artifact']} ({rt}): {r['verdict']}")
+                rows.append({"artifact": r["artifact"], "runtime": rt, "installed": True, "passed": r["passed"],
+                             "verdict": r["verdict"]})
                 continue
             art = next(a for a in arts if a.name == r["artifact"])
             exact_required = r["precision"] == "int8" and rt == r.get("host_runtime")

@@ -18,7 +18,7 @@ import numpy as np
 from edgekit import data as datasets
 from edgekit import rundir
 from edgekit.artifact import Artifact, model_metadata
-from edgekit.errors import CheckFailed
+from edgekit.errors import CheckFailed, ConfigError
 from edgekit.recipe import Recipe
 
 
@@ -48,7 +48,17 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
     import torch
 
     from edgekit.models import load_checkpoint, save_checkpoint
+    from edgekit.train import distributed
 
+    if distributed.launched_by_torchrun():
+        raise ConfigError(
+            "edgekit run is one process: under torchrun every rank would run its own prune, export and bench. "
+            f"Train on all processes with `torchrun --nproc_per_node N -m edgekit train {recipe.source or 'RECIPE'}`, "
+            "then finish the pipeline in one process with `edgekit run RECIPE --resume RUN` (training is skipped)")
+    if recipe.task == "anomaly":  # an autoencoder scored by AUC: its own stages (edgekit.anomaly)
+        from edgekit import anomaly
+
+        return anomaly.run(recipe, out=out, resume=resume)
     splits = datasets.load(recipe.data)  # fail on missing data before creating anything
     run_dir = Path(resume) if resume else rundir.new_run_dir(out, recipe.name)
     log(f"run folder {run_dir}")
@@ -276,33 +286,82 @@ def cpu_int8_note() -> str:
 
 
 def _fit_args(recipe: Recipe) -> dict:
+    """The fit options that training and distillation share (schedule and optimizer belong to training)."""
     t = recipe.train
     return dict(batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
-                label_smoothing=t.label_smoothing, seed=t.seed, device=t.device, amp=t.amp)
+                label_smoothing=t.label_smoothing, seed=t.seed, device=t.device, amp=t.amp, amp_dtype=t.amp_dtype,
+                compile=t.compile, prefetch=t.prefetch, augment=list(t.augment), crop_padding=t.crop_padding)
 
 
 def train_stage(recipe: Recipe, run_dir: Path, train_xy, val_xy) -> None:
-    """Train the full model (the fp32 reference and teacher) into checkpoints/teacher.pt, unless done."""
+    """Train the full model (the fp32 reference and teacher) into checkpoints/teacher.pt, unless done.
+
+    Per-epoch scalars go to ``metrics.csv`` (and ``tb/`` with ``train.tensorboard``). Under torchrun every
+    rank trains its shard; rank 0 alone writes the checkpoint, the CSV and the stage marker.
+    """
     import torch
 
     from edgekit.models import build, save_checkpoint
+    from edgekit.train import distributed
     from edgekit.train.loop import fit
 
     if rundir.stage_done(run_dir, "train"):
         return
-    torch.manual_seed(recipe.train.seed)  # the initial weights depend on the seed only
+    t = recipe.train
+    task = {}
+    if recipe.task == "anomaly":  # the autoencoder learns to reconstruct frames; AUC picks the epoch
+        from edgekit import anomaly
+
+        train_xy, task = anomaly.training_windows(train_xy), anomaly.fit_options()
+    torch.manual_seed(t.seed)  # the initial weights depend on the seed only
     model = build(recipe.model.name, dict(recipe.model.args))
-    res = fit(model, train_xy, val_xy, epochs=recipe.train.epochs, lr=recipe.train.lr,
-              state_path=run_dir / "checkpoints" / "train.state", desc="train", **_fit_args(recipe))
-    save_checkpoint(run_dir / "checkpoints" / "teacher.pt", model, name=recipe.model.name,
-                    args=dict(recipe.model.args))
-    rundir.mark_stage(run_dir, "train", asdict(res))
+    res = fit(model, train_xy, val_xy, epochs=t.epochs, lr=t.lr, optimizer=t.optimizer, schedule=t.schedule,
+              warmup_epochs=t.warmup_epochs, step_epochs=t.step_epochs, step_gamma=t.step_gamma,
+              state_path=run_dir / "checkpoints" / "train.state", metrics_path=run_dir / "metrics.csv",
+              tensorboard_dir=run_dir / "tb" if t.tensorboard else None, desc="train", **task,
+              **_fit_args(recipe))
+    if distributed.current().main:
+        save_checkpoint(run_dir / "checkpoints" / "teacher.pt", model, name=recipe.model.name,
+                        args=dict(recipe.model.args))
+        rundir.mark_stage(run_dir, "train", asdict(res))
 
 
 def train_only(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None = None) -> Path:
-    """Train the recipe's full model into a run folder (resumable); the checkpoint is checkpoints/teacher.pt."""
-    splits = datasets.load(recipe.data)
-    run_dir = Path(resume) if resume else rundir.new_run_dir(out, recipe.name)
-    rundir.write_json(run_dir / "recipe.json", recipe.to_dict())
+    """Train the recipe's full model into a run folder (resumable); the checkpoint is checkpoints/teacher.pt.
+
+    Started by torchrun with several processes, it trains with DistributedDataParallel: every rank
+    loads the data, rank 0 creates the run folder and tells the others its path, and only rank 0 writes.
+
+    Args:
+        recipe: a validated Recipe.
+        out: root folder of runs; the run goes to ``out/<recipe name>/<timestamp>``.
+        resume: an existing run folder whose training continues from its last complete epoch.
+
+    Returns:
+        The run folder (the same on every rank).
+
+    Raises:
+        ConfigError, DataError: bad recipe values, missing data, an unreadable resume state.
+
+    Example:
+        >>> train_only(edgekit.recipe.load("recipes/digits_resnet8.yaml"))   # or under torchrun
+    """
+    import torch
+
+    from edgekit.train import distributed
+
+    splits = datasets.load(recipe.data)  # fail on missing data before creating anything
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
+    world = distributed.init(recipe.train.device)
+    if resume:
+        run_dir = Path(resume)
+    else:
+        run_dir = distributed.broadcast(rundir.new_run_dir(out, recipe.name) if world.main else None)
+    if world.main:
+        rundir.write_json(run_dir / "recipe.json", recipe.to_dict())
     train_stage(recipe, run_dir, splits.tensors("train"), splits.tensors("val"))
+    # Only after success: on an error this rank exits and torchrun stops the others, while a barrier here
+    # would wait for ranks that are stuck in a collective.
+    distributed.finish()
     return run_dir

@@ -30,12 +30,16 @@ def _check(lo: float | None = None, hi: float | None = None, choices: tuple | No
 
 @dataclass(frozen=True)
 class DataSpec:
-    name: str = "fashion_mnist"  # registry name: fashion_mnist, digits
+    name: str = "fashion_mnist"  # registry name in edgekit.data.DATASETS: fashion_mnist, digits, cifar10, ...
     root: str | None = None  # folder with the data set's files; None = the data set's default place
     val_fraction: float = field(default=0.1, metadata=_check(0.0, 0.5))  # of train, for model selection
     limit_train: int | None = field(default=None, metadata=_check(1))  # cap on training samples (fast runs)
     limit_test: int | None = field(default=None, metadata=_check(1))  # cap on held-out test samples
     seed: int = 0  # split and shuffling seed
+    size: list | None = None  # [H, W] pixels images are resized to (image folders); None = the data set's own
+    channels: int | None = field(default=None, metadata=_check(1, 4))  # 1 = grayscale, 3 = RGB; None = data set's
+    test_fraction: float = field(default=0.1, metadata=_check(0.0, 0.9))  # held out when a folder has no test/
+    workers: int = field(default=4, metadata=_check(1, 256))  # threads decoding image files (OpenCV frees the GIL)
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,23 @@ class ModelSpec:
 class TrainSpec:
     epochs: int = field(default=4, metadata=_check(1, 10_000))
     batch_size: int = field(default=128, metadata=_check(1, 65_536))
-    lr: float = field(default=0.05, metadata=_check(0.0, 10.0))  # peak learning rate (SGD, one-cycle)
-    momentum: float = field(default=0.9, metadata=_check(0.0, 1.0))
+    lr: float = field(default=0.05, metadata=_check(0.0, 10.0))  # peak learning rate
+    optimizer: str = field(default="sgd", metadata=_check(choices=("sgd", "adamw")))  # sgd = Nesterov momentum
+    momentum: float = field(default=0.9, metadata=_check(0.0, 1.0))  # SGD momentum; AdamW's beta1
     weight_decay: float = field(default=5e-4, metadata=_check(0.0, 1.0))
     label_smoothing: float = field(default=0.0, metadata=_check(0.0, 0.5))
+    schedule: str = field(default="onecycle", metadata=_check(choices=("onecycle", "cosine", "step")))  # lr per step
+    warmup_epochs: float = field(default=0.0, metadata=_check(0.0, 1000.0))  # linear warm-up (onecycle: 0 = 25 %)
+    step_epochs: int = field(default=30, metadata=_check(1, 10_000))  # schedule=step: epochs between lr drops
+    step_gamma: float = field(default=0.1, metadata=_check(0.0, 1.0))  # schedule=step: lr factor at each drop
+    augment: list = field(default_factory=list, metadata=_check(choices=("hflip", "crop")))  # per batch; [] = none
+    crop_padding: int = field(default=4, metadata=_check(0, 64))  # pixels of zero padding around a random crop
     device: str = field(default="auto", metadata=_check(choices=("auto", "cpu", "cuda")))
     amp: bool = True  # mixed precision, used only on CUDA
+    amp_dtype: str = field(default="auto", metadata=_check(choices=("auto", "bf16", "fp16")))  # auto = bf16 if native
+    compile: bool = False  # torch.compile the model (pays off on GPUs; the first steps wait for compilation)
+    prefetch: int = field(default=2, metadata=_check(0, 64))  # CUDA: batches staged ahead in pinned memory
+    tensorboard: bool = False  # also write TensorBoard scalars to tb/ (needs the tensorboard package)
     seed: int = 0
     threads: int | None = field(default=None, metadata=_check(1, 1024))  # torch CPU threads; None = all cores
 
@@ -103,6 +118,7 @@ class Recipe:
     schema: int
     name: str
     description: str = ""
+    task: str = field(default="classification", metadata=_check(choices=("classification", "anomaly")))
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
@@ -235,7 +251,12 @@ def _coerce(tp: Any, value: Any, file: str, where: str, meta: typing.Mapping) ->
         if not isinstance(value, dict):
             raise ConfigError(f"{bad}: expected a mapping")
     choices = meta.get("choices") if meta else None
-    if choices and value not in choices:
+    if choices and isinstance(value, list):  # a list of names: each must be a valid choice
+        for item in value:
+            if item not in choices:
+                raise ConfigError(f"{bad}: '{item}' must be one of {', '.join(map(str, choices))}."
+                                  f"{close_matches(item, choices)}")
+    elif choices and value not in choices:
         raise ConfigError(f"{bad}: must be one of {', '.join(map(str, choices))}.{close_matches(value, choices)}")
     lo, hi = (meta.get("lo"), meta.get("hi")) if meta else (None, None)
     if lo is not None and value < lo or hi is not None and value > hi:

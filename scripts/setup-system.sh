@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# Installs the Debian packages edgekit needs (data sets, tools used by tests). Idempotent: packages
-# already present are skipped, so a non-root user whose machine has them all passes straight through.
+# Installs the Debian packages edgekit needs (data sets, tools used by tests) and lets dpkg fetch arm64
+# packages for the emulated device checks. Idempotent: when everything is present it changes nothing, so a
+# non-root user whose machine has it all passes straight through.
 set -euo pipefail
 
 PACKAGES=(
   dataset-fashion-mnist   # Fashion-MNIST IDX files under /usr/share/datasets/fashion-mnist (the default recipe)
+  openssh-server          # sshd for the deploy tests (a real ssh server on a loopback port); brings the ssh client
+  qemu-user-static        # runs the arm64 Python of a Raspberry Pi / Jetson sysroot (edgekit deploy --emulate)
 )
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
+need_arm64=0
+command -v dpkg >/dev/null 2>&1 && ! dpkg --print-foreign-architectures | grep -qx arm64 && need_arm64=1
+if [ ${#missing[@]} -eq 0 ] && [ "$need_arm64" -eq 0 ]; then
   echo "setup-system: all Debian packages present"
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "setup-system: apt-get not found; install these packages with your system's package manager: ${missing[*]}" >&2
+  echo "setup-system: apt-get not found; install these with your system's package manager: ${missing[*]}" >&2
   exit 1
 fi
 SUDO=""
@@ -24,11 +29,17 @@ if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     SUDO="sudo -n"
   else
-    echo "setup-system: need root to install: ${missing[*]}" >&2
-    echo "  run: sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    echo "setup-system: need root to install: ${missing[*]:-nothing}${need_arm64:+ and the arm64 dpkg architecture}" >&2
+    echo "  run: sudo dpkg --add-architecture arm64 && sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
     exit 1
   fi
 fi
-echo "setup-system: installing ${missing[*]}"
+if [ "$need_arm64" -eq 1 ]; then
+  echo "setup-system: adding the arm64 architecture (arm64 Python packages for emulated device checks)"
+  $SUDO dpkg --add-architecture arm64
+fi
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup-system: installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

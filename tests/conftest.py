@@ -25,3 +25,16 @@ def digits_recipe(tmp_path: Path) -> Path:
     path = tmp_path / "digits.yaml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    """One finished digits run per test session (ONNX fp32 + int8, TFLite int8), shared read-only by the tests
+    of bundles, deploy and the camera demo. Tests that write into it (deploy reports) use their own subfolder."""
+    out = tmp_path_factory.mktemp("digits_runs")
+    proc = edgekit("run", str(RECIPES / "digits_resnet8.yaml"), "--out", str(out),
+                   "--set", "export.targets=[onnx:fp32,onnx:int8,tflite:int8]", "--set", "bench.threads=[1]",
+                   "--set", "bench.iterations=30")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = list((out / "digits_resnet8").iterdir())
+    return run

@@ -10,17 +10,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekit import preprocess
 from edgekit.registry import Registry
 
 DATASETS = Registry("data set")
 DATASETS.register("fashion_mnist", "edgekit.data.fashion_mnist:load")
 DATASETS.register("digits", "edgekit.data.digits:load")
+DATASETS.register("cifar10", "edgekit.data.cifar10:load")
+DATASETS.register("image_folder", "edgekit.data.image_folder:load")
+DATASETS.register("vww", "edgekit.data.vww:load")
+DATASETS.register("machine_sounds_synthetic", "edgekit.data.machine_sounds:load_synthetic")
+
+# How raw inputs become model inputs, by the ``kind`` of the pre-processing spec (numpy only: the device uses them).
+FEATURES = Registry("pre-processing kind")
+FEATURES.register("image", "edgekit.preprocess:apply")
+FEATURES.register("log_mel", "edgekit.data.logmel:apply")
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Raw data for one task. Pixels are uint8 (N, H, W) or (N, H, W, C); labels int64 (N,)."""
+    """Raw data for one task: uint8 pixels (N, H, W) or (N, H, W, C), or float32 waveforms (N, samples);
+    labels int64 (N,). ``preprocess`` is the spec that turns raw inputs into model inputs (its ``kind``
+    names the function in FEATURES)."""
 
     name: str
     train_x: np.ndarray
@@ -33,12 +43,14 @@ class Splits:
     preprocess: dict
 
     def tensors(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """Pre-processed float32 NCHW inputs and labels of ``split`` ("train", "val" or "test")."""
+        """Model inputs (float32; NCHW for images) and labels of ``split`` ("train", "val" or "test")."""
         x, y = getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
-        return preprocess.apply(self.preprocess, x), y
+        return FEATURES.get(self.preprocess["kind"], where="preprocess.kind")(self.preprocess, x), y
 
     @property
     def input_shape(self) -> list[int]:
+        if self.preprocess["kind"] == "log_mel":  # one window of frames, flattened: (1, frames * mels)
+            return [1, self.preprocess["frames"] * self.preprocess["n_mels"]]
         c = self.preprocess["channels"]
         h, w = self.preprocess["size"]
         return [1, c, h, w]
@@ -47,13 +59,25 @@ class Splits:
         """``n`` pre-processed training samples, drawn at random with ``seed`` (never from test)."""
         rng = np.random.default_rng(seed)
         idx = rng.choice(len(self.train_x), size=min(n, len(self.train_x)), replace=False)
-        return preprocess.apply(self.preprocess, self.train_x[np.sort(idx)])
+        return FEATURES.get(self.preprocess["kind"])(self.preprocess, self.train_x[np.sort(idx)])
 
 
 def load(spec) -> Splits:
-    """Load the data set a recipe's ``data`` section names, split and capped as it says."""
+    """Load the data set a recipe's ``data`` section names, split and capped as it says.
+
+    A loader is called as ``loader(root, spec)`` and returns either ``(train_x, train_y, test_x, test_y,
+    labels, preprocess)``, split here into train and validation with ``spec.seed``, or finished Splits
+    (a data set whose validation split is not a slice of its training split, e.g. normal-only training).
+
+    Raises:
+        ConfigError: an unknown data set name.
+        DataError: missing or malformed files; the message names the file and the expected layout.
+    """
     loader = DATASETS.get(spec.name, where="data.name")
-    train_x, train_y, test_x, test_y, labels, pre = loader(spec.root)
+    loaded = loader(spec.root, spec)
+    if isinstance(loaded, Splits):
+        return _capped(loaded, spec)
+    train_x, train_y, test_x, test_y, labels, pre = loaded
     rng = np.random.default_rng(spec.seed)
     order = rng.permutation(len(train_x))
     n_val = int(round(len(train_x) * spec.val_fraction))
@@ -69,3 +93,12 @@ def load(spec) -> Splits:
         test_x=test_x, test_y=test_y,
         labels=tuple(labels), preprocess=pre,
     )
+
+
+def _capped(s: Splits, spec) -> Splits:
+    import dataclasses
+
+    n_train = spec.limit_train or len(s.train_x)
+    n_test = spec.limit_test or len(s.test_x)
+    return dataclasses.replace(s, train_x=s.train_x[:n_train], train_y=s.train_y[:n_train],
+                               test_x=s.test_x[:n_test], test_y=s.test_y[:n_test])

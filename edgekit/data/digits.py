@@ -8,7 +8,7 @@ from edgekit import preprocess
 from edgekit.errors import require
 
 
-def load(root: str | None):
+def load(root: str | None, spec=None):
     """A fixed 80/20 split of the bundled digits, pixels rescaled from 0..16 to 0..255 uint8."""
     datasets = require("sklearn.datasets", extra="train", why="the digits data set")
     bunch = datasets.load_digits()

@@ -16,7 +16,7 @@ LABELS = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shir
 MEAN, STD = 0.2860, 0.3530
 
 
-def load(root: str | None):
+def load(root: str | None, spec=None):
     """Return train/test pixels and labels, the class names and the pre-processing spec."""
     folder = Path(root) if root else DEFAULT_ROOT
     if not folder.is_dir():

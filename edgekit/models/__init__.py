@@ -15,6 +15,8 @@ from edgekit.registry import Registry
 
 MODELS = Registry("model")
 MODELS.register("resnet8", "edgekit.models.resnet:resnet8")
+MODELS.register("mobilenet_v1", "edgekit.models.mobilenet:mobilenet_v1")
+MODELS.register("fc_autoencoder", "edgekit.models.autoencoder:fc_autoencoder")
 
 CHECKPOINT_FORMAT = "edgekit-model/1"
 
@@ -24,7 +26,7 @@ def build(name: str, args: dict | None = None):
     factory = MODELS.get(name, where="model.name")
     try:
         return factory(**(args or {}))
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # unknown or out-of-range model.args
         from edgekit.errors import ConfigError
 
         raise ConfigError(f"model.args for '{name}': {exc}") from None
