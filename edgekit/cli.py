@@ -36,9 +36,9 @@ def cmd_run(args) -> int:
         run_dir = pipeline.run(r, out=args.out, resume=args.resume)
     except CheckFailed as exc:
         if exc.run_dir:
-            print(report.table(report.load(exc.run_dir)))
+            print(report.summary(report.load(exc.run_dir)))
         raise
-    print(report.table(report.load(run_dir)))
+    print(report.summary(report.load(run_dir)))
     print(f"\nrun folder: {run_dir}")
     return 0
 

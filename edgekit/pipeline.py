@@ -59,6 +59,10 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
         from edgekit import anomaly
 
         return anomaly.run(recipe, out=out, resume=resume)
+    from edgekit import devices
+
+    for target in recipe.targets:  # a typo here should not cost a training run
+        devices.load(target)
     splits = datasets.load(recipe.data)  # fail on missing data before creating anything
     run_dir = Path(resume) if resume else rundir.new_run_dir(out, recipe.name)
     log(f"run folder {run_dir}")
@@ -145,7 +149,57 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
         lines = "; ".join(f"{e['name']}: {e['verdict']}" for e in failed)
         raise CheckFailed(f"{len(failed)} over the accuracy budget: {lines} (report: {run_dir / 'report.md'})",
                           run_dir=run_dir)
+
+    # 8. prove a bundle for each target device on that device's instruction set (arm64: qemu-user)
+    if recipe.targets:
+        results["targets"] = prove_targets(recipe.targets, run_dir)
+        report.write(run_dir, results)
+        bad = [f"{t['device']}: {t['verdict']}" for t in results["targets"] if t["verified"] is False]
+        if bad:
+            raise CheckFailed(f"target check failed: {'; '.join(bad)} (report: {run_dir / 'report.md'})",
+                              run_dir=run_dir)
     return run_dir
+
+
+def prove_targets(targets: list[str], run_dir: Path) -> list[dict]:
+    """Bundle the run for each target and run its smoke test on the target's CPU architecture.
+
+    arm64 targets run under qemu-user in a sysroot matching the profile (edgekit.emulate); a host of the
+    target's own architecture runs the smoke test directly. Where emulation is unavailable (no qemu, no
+    cached packages) the target is reported as not verified, with the reason, instead of failing the run.
+    """
+    import platform
+
+    from edgekit import devices, emulate
+    from edgekit.bundle import bundle
+    from edgekit.smoke import smoke
+
+    out = []
+    for name in targets:
+        dev = devices.load(name)
+        b = bundle(run_dir, name, run_dir / "bundles" / name)
+        if dev.arch == platform.machine():
+            rep = smoke(b.path)
+            out.append({"device": name, "how": f"{dev.arch} (this host)", "verified": rep["passed"],
+                        "verdict": "smoke test passed" if rep["passed"] else "; ".join(rep["problems"])})
+        elif dev.arch == "aarch64":
+            try:
+                rep = emulate.emulated_check(b.path, name)
+            except emulate.EmulationUnavailable as exc:
+                out.append({"device": name, "how": "arm64 (emulated)", "verified": None, "verdict": str(exc)})
+                log(f"{name}: not verified on arm64: {exc}")
+                continue
+            out.append({"device": name, "how": f"arm64 (emulated, {rep['qemu_cpu']})", "verified": rep["passed"],
+                        "verdict": "every artifact matches the host" if rep["passed"] else "; ".join(rep["problems"]),
+                        "results": rep["results"]})
+        else:
+            out.append({"device": name, "how": dev.arch, "verified": None,
+                        "verdict": f"no way to run {dev.arch} code on this {platform.machine()} host"})
+    done = [t["device"] for t in out if t["verified"]]
+    if done:
+        log(f"verified on {', '.join(sorted({t['how'].split(' (')[0] for t in out if t['verified']}))} "
+            f"for {', '.join(done)}")
+    return out
 
 
 GOLDEN_SAMPLES = 64
@@ -348,8 +402,11 @@ def train_only(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path |
     """
     import torch
 
+    from edgekit import devices
     from edgekit.train import distributed
 
+    for target in recipe.targets:  # a typo here should not cost a training run
+        devices.load(target)
     splits = datasets.load(recipe.data)  # fail on missing data before creating anything
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)

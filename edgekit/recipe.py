@@ -127,6 +127,7 @@ class Recipe:
     export: ExportSpec = field(default_factory=ExportSpec)
     verify: VerifySpec = field(default_factory=VerifySpec)
     bench: BenchSpec = field(default_factory=BenchSpec)
+    targets: list = field(default_factory=list)  # device profiles the run's bundle is proven on (arm64: under qemu)
     source: str = ""  # the file it came from (filled by load)
 
     def to_dict(self) -> dict:

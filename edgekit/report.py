@@ -92,6 +92,21 @@ def table(res: dict) -> str:
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
+def summary(res: dict) -> str:
+    """What `edgekit run` prints at the end: the table, then where the bundle was proven."""
+    lines = [table(res)]
+    targets = res.get("targets") or []
+    ok = [t["device"] for t in targets if t["verified"]]
+    if ok:
+        hows = sorted({t["how"].split(" (")[0] + (" (emulated)" if "emulated" in t["how"] else "")
+                       for t in targets if t["verified"]})
+        lines.append(f"\nverified on {', '.join(hows)} for {', '.join(ok)}")
+    for t in targets:
+        if not t["verified"]:
+            lines.append(f"{t['device']}: {'FAILED' if t['verified'] is False else 'not verified'}: {t['verdict']}")
+    return "\n".join(lines)
+
+
 def markdown(res: dict, *, plot: bool = False) -> str:
     m = res["models"]
     d, c = m["dense"], m["compressed"]
@@ -122,6 +137,7 @@ def markdown(res: dict, *, plot: bool = False) -> str:
         "",
     ]
     lines += speed_section(res)
+    lines += targets_section(res)
     failed = [e for e in res["artifacts"] if not e["passed"]]
     if failed or not c.get("passed", True):
         lines += ["## Over budget", ""]
@@ -149,6 +165,20 @@ def speed_section(res: dict) -> list[str]:
             ratios = ", ".join(f"{r:.2f}x at {t}T" for t, r in e["speed_vs_fp32"][rt].items())
             verdict = "offered" if ok else f"not offered: slower than fp32 here ({res.get('cpu_int8_note', '')})"
             lines.append(f"- {e['name']} on {rt}: {ratios} the fp32 latency — {verdict}")
+    return [*lines, ""]
+
+
+def targets_section(res: dict) -> list[str]:
+    """Where the run's bundle was proven: each target device, how, and the verdict."""
+    if not res.get("targets"):
+        return []
+    lines = ["## Target devices", ""]
+    for t in res["targets"]:
+        state = {True: "verified", False: "FAILED", None: "not verified"}[t["verified"]]
+        lines.append(f"- {t['device']}: {state} on {t['how']} — {t['verdict']}")
+    lines.append("")
+    lines.append("Emulation proves that the runtimes install for the device's platform and compute the same numbers "
+                 "on its instruction set; latency under emulation is not the device's.")
     return [*lines, ""]
 
 

@@ -130,3 +130,25 @@ def test_golden_inputs_survive_the_bundle(bundles):
 
     g = load_bundle(bundles["rpi4"]).golden()
     assert g["x"].dtype == np.float32 and len(g["x"]) == len(g["y"])
+
+
+@pytest.mark.slow
+@needs_cache
+def test_a_run_ends_with_the_proof_for_its_target_devices(digits_run, tmp_path):
+    from edgekit import report
+    from edgekit.pipeline import prove_targets
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    targets = prove_targets(["rpi5"], run)
+    assert targets == [dict(targets[0], device="rpi5", how="arm64 (emulated, cortex-a76)", verified=True)]
+    res = {**report.load(run), "targets": targets}
+    assert "verified on arm64 (emulated) for rpi5" in report.summary(res)
+    assert "## Target devices" in report.markdown(res)
+
+
+def test_an_unknown_target_is_refused_before_training(tmp_path):
+    proc = edgekit("run", "recipes/digits_resnet8.yaml", "--set", "targets=[rpi9]", "--out", str(tmp_path / "runs"))
+    assert proc.returncode == 2
+    assert "rpi9" in proc.stderr and "Did you mean" in proc.stderr
+    assert not (tmp_path / "runs").exists()
