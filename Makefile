@@ -40,7 +40,7 @@ $(DEVENV)/.installed: pyproject.toml
 	$(DEVENV)/bin/pip install -q -e ".[onnx,tflite,camera]"
 	touch $@
 
-run: setup
+run: setup caches
 	$(BIN)/edgekit run $(RECIPE)
 
 # Set-up steps that need the package index, so that the tests themselves run offline: the wheelhouse for the
@@ -59,6 +59,7 @@ test-slow: setup device-venv caches
 
 bench: setup
 	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/camera_fps.py
 
 lint: venv
 	$(BIN)/ruff check edgekit tests bench scripts
