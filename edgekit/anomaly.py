@@ -108,19 +108,13 @@ def run(recipe, *, out: str | Path = "runs", resume: str | Path | None = None) -
     """
     import torch
 
-    from edgekit import data as datasets
     from edgekit import report
     from edgekit.compress.prune import count
     from edgekit.models import load_checkpoint
-    from edgekit.pipeline import bench_all, cpu_int8_note, log, train_stage
+    from edgekit.pipeline import bench_all, cpu_int8_note, log, open_run, train_stage
     from edgekit.train.loop import predict
 
-    splits = datasets.load(recipe.data)  # fail on missing data before creating anything
-    run_dir = Path(resume) if resume else rundir.new_run_dir(out, recipe.name)
-    log(f"run folder {run_dir}")
-    rundir.write_json(run_dir / "recipe.json", recipe.to_dict())
-    if recipe.train.threads:
-        torch.set_num_threads(recipe.train.threads)
+    splits, run_dir = open_run(recipe, out=out, resume=resume)
     if recipe.prune.enabled or recipe.distill.enabled:
         log("task anomaly: prune and distill are skipped (defined for classifiers only)")
 

@@ -13,7 +13,6 @@ Device side: the standard library, pyyaml and numpy only.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -26,7 +25,7 @@ import yaml
 
 from edgekit.artifact import FORMATS, PRECISIONS
 from edgekit.errors import ConfigError, DataError, close_matches
-from edgekit.recipe import _check, from_dict
+from edgekit.recipe import _check, content_dict, content_digest, from_dict
 from edgekit.registry import Registry
 
 SCHEMA_VERSION = 1
@@ -122,13 +121,11 @@ class Device:
     source: str = ""  # the file it came from (filled by load)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d.pop("source")
-        return d
+        return content_dict(self)
 
     def digest(self) -> str:
         """A short hash of the validated content, recorded in bundles made for this device."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return content_digest(self)
 
     def runtimes_for(self, fmt: str, precision: str) -> list[str]:
         """The profile's runtimes that run ``fmt`` at ``precision`` here, in profile order."""

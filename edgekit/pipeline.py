@@ -63,12 +63,7 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
 
     for target in recipe.targets:  # a typo here should not cost a training run
         devices.load(target)
-    splits = datasets.load(recipe.data)  # fail on missing data before creating anything
-    run_dir = Path(resume) if resume else rundir.new_run_dir(out, recipe.name)
-    log(f"run folder {run_dir}")
-    rundir.write_json(run_dir / "recipe.json", recipe.to_dict())
-    if recipe.train.threads:
-        torch.set_num_threads(recipe.train.threads)
+    splits, run_dir = open_run(recipe, out=out, resume=resume)
     ckpt = run_dir / "checkpoints"
     train_xy, val_xy, test_xy = splits.tensors("train"), splits.tensors("val"), splits.tensors("test")
     model_args = dict(recipe.model.args)
@@ -109,7 +104,8 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
 
     # 4. export every target, calibrated on training samples (never the test split)
     calib = splits.calibration(recipe.export.calib_samples, seed=recipe.data.seed)
-    artifacts = export_all(recipe, run_dir, student, teacher, splits, calib)
+    skipped: list[dict] = []  # targets that could not be exported, each with the reason (in the report)
+    artifacts = export_all(recipe, run_dir, student, teacher, splits, calib, skipped=skipped)
 
     # 5. verify each artifact against the PyTorch model it came from, on the held-out test split
     from edgekit.train.loop import accuracy, predict
@@ -141,6 +137,7 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
     models["compressed"].update(passed=compressed.passed, verdict=compressed.reason)
     results = report.results(recipe, run_dir, entries, models, stages=_stage_summaries(run_dir),
                              cpu_note=cpu_int8_note())
+    results["skipped"] = skipped
     report.write(run_dir, results)
     failed = [e for e in entries if not e["passed"]]
     if not compressed.passed:
@@ -159,6 +156,19 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
             raise CheckFailed(f"target check failed: {'; '.join(bad)} (report: {run_dir / 'report.md'})",
                               run_dir=run_dir)
     return run_dir
+
+
+def open_run(recipe: Recipe, *, out: str | Path, resume: str | Path | None):
+    """Load the data (failing before anything is created), then create or reopen the run folder."""
+    import torch
+
+    splits = datasets.load(recipe.data)
+    run_dir = Path(resume) if resume else rundir.new_run_dir(out, recipe.name)
+    log(f"run folder {run_dir}")
+    rundir.write_json(run_dir / "recipe.json", recipe.to_dict())
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
+    return splits, run_dir
 
 
 def prove_targets(targets: list[str], run_dir: Path) -> list[dict]:
@@ -216,8 +226,15 @@ def _stage_summaries(run_dir: Path) -> dict:
     return {s: rundir.stage_summary(run_dir, s) for s in ("train", "prune", "distill") if rundir.stage_done(run_dir, s)}
 
 
-def export_all(recipe: Recipe, run_dir: Path, student, teacher, splits, calib: np.ndarray) -> list[Artifact]:
-    """Write every export target of the recipe (and the dense baseline); existing files are kept on resume."""
+def export_all(recipe: Recipe, run_dir: Path, student, teacher, splits, calib: np.ndarray, *,
+               skipped: list[dict] | None = None) -> list[Artifact]:
+    """Write every export target of the recipe (and the dense baseline); existing files are kept on resume.
+
+    A target whose converter fails (an op the format or its int8 quantizer does not support, e.g. a GRU
+    in TFLite full int8) is not fatal: it is logged and appended to ``skipped`` as ``{"name", "target",
+    "skipped": reason}`` so the report says why it is missing; the other targets go on. Without a
+    ``skipped`` list the error is raised as before.
+    """
     from edgekit.export import EXPORTERS, SUFFIX
 
     art_dir = run_dir / "artifacts"
@@ -234,7 +251,17 @@ def export_all(recipe: Recipe, run_dir: Path, student, teacher, splits, calib: n
             t0 = time.perf_counter()
             meta = model_metadata(labels=list(splits.labels), input_shape=splits.input_shape,
                                   preprocess=splits.preprocess, precision=precision, source=source)
-            exporter(model, calib[:1], path, metadata=meta, calib=calib)
+            try:
+                exporter(model, calib[:1], path, metadata=meta, calib=calib)
+            except Exception as exc:  # converters raise anything (torch.export, MLIR, quantizer): record, go on
+                if skipped is None or isinstance(exc, ConfigError):
+                    raise
+                path.unlink(missing_ok=True)
+                reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                name = Artifact(path, fmt, precision, role).name
+                skipped.append({"name": name, "target": target, "skipped": reason})
+                log(f"skipped {target} ({role}): export failed: {reason}")
+                continue
             log(f"exported {target} ({role}) -> {path.name}: {path.stat().st_size:,} bytes in "
                 f"{time.perf_counter() - t0:.1f} s")
         artifacts.append(Artifact(path, fmt, precision, role))

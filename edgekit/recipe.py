@@ -131,13 +131,23 @@ class Recipe:
     source: str = ""  # the file it came from (filled by load)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d.pop("source")
-        return d
+        return content_dict(self)
 
     def digest(self) -> str:
         """A short hash of the validated content, for manifests and run folders."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return content_digest(self)
+
+
+def content_dict(spec) -> dict:
+    """A validated config dataclass as a plain dict, without the file it was read from."""
+    d = dataclasses.asdict(spec)
+    d.pop("source", None)
+    return d
+
+
+def content_digest(spec) -> str:
+    """A short sha256 of a validated config's content: equal configs hash equal, whatever file they came from."""
+    return hashlib.sha256(json.dumps(content_dict(spec), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
