@@ -60,6 +60,7 @@ test-slow: setup device-venv caches
 bench: setup
 	$(BIN)/python bench/run_all.py
 	$(BIN)/python bench/camera_fps.py
+	$(BIN)/python bench/kws_rtf.py  # the mic demo's real-time factor; MLPerf KWS reference next to it
 
 lint: venv
 	$(BIN)/ruff check edgekit tests bench scripts

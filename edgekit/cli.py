@@ -244,6 +244,23 @@ def cmd_demo_camera(args) -> int:
     return 0
 
 
+def cmd_demo_mic(args) -> int:
+    from edgekit.demos.mic import listen, print_detection, spot_wav
+
+    opts = dict(artifact=args.artifact, runtime=args.runtime, threads=args.threads, hop_ms=args.hop_ms,
+                threshold=args.threshold)
+    if args.wav:
+        detections, stats = spot_wav(args.bundle, args.wav, **opts)
+        for d in detections:
+            print_detection(d, sys.stdout, args.json)
+    else:
+        stats = listen(args.bundle, seconds=args.seconds, device=args.device, json_lines=args.json, **opts)
+    print(f"{stats.detections} detection(s) in {stats.audio_s:.1f} s of audio, {stats.windows} windows; "
+          f"real-time factor {stats.rtf:.4f} ({stats.artifact} on {stats.runtime}, {stats.threads} thread(s))",
+          file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgekit",
@@ -382,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print the report as one JSON line")
     sp.set_defaults(func=cmd_smoke)
 
-    sp = sub.add_parser("demo", help="device demos on a bundle: camera")
+    sp = sub.add_parser("demo", help="device demos on a bundle: camera, mic")
     demos = sp.add_subparsers(dest="demo", required=True, metavar="DEMO")
     dp = demos.add_parser("camera", help="classify camera frames live: window, MJPEG stream, video file or JSON",
                           description="Frames from OpenCV (camera index, video file or URL) -> the bundle's "
@@ -405,6 +422,25 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--loop", action="store_true", help="restart a video file at its end")
     dp.add_argument("--max-fps", type=float, help="pace the loop to at most this many frames per second")
     dp.set_defaults(func=cmd_demo_camera)
+
+    dp = demos.add_parser("mic", help="spot keywords live from the microphone, or in a WAV file (--wav)",
+                          description="A sliding 1 s window every --hop-ms -> the bundle's MFCC pre-processing -> "
+                                      "inference -> smoothed posteriors -> one line per detected keyword (time, "
+                                      "keyword, confidence). --wav feeds a file through the same streaming path "
+                                      "(other sample rates are resampled, stereo is averaged to mono). Live input "
+                                      "needs sounddevice: pip install \"edgekit[mic]\" (and Debian libportaudio2).")
+    dp.add_argument("bundle", help="a keyword-spotting bundle folder")
+    dp.add_argument("--wav", metavar="FILE", help="read this WAV file instead of the microphone")
+    dp.add_argument("--json", action="store_true", help="one JSON line per detection: keyword, confidence, time_s")
+    dp.add_argument("--hop-ms", type=float, default=200.0, help="window step in ms, 100-500 (default: 200)")
+    dp.add_argument("--threshold", type=float, default=0.6,
+                    help="smoothed keyword posterior that counts as a detection (default: 0.6)")
+    dp.add_argument("--threads", type=int, default=1, help="runtime threads (default: 1)")
+    dp.add_argument("--artifact", help="artifact name in the bundle (default: the fastest runnable one)")
+    dp.add_argument("--runtime", help="runtime name (default: the first installed one for the artifact)")
+    dp.add_argument("--device", help="sounddevice input device (name or index; default: the system default)")
+    dp.add_argument("--seconds", type=float, help="live: stop after this many seconds (default: until Ctrl-C)")
+    dp.set_defaults(func=cmd_demo_mic)
 
     sp = sub.add_parser("info", help="versions of every dependency and runtime found")
     sp.set_defaults(func=cmd_info)

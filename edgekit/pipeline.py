@@ -230,10 +230,11 @@ def export_all(recipe: Recipe, run_dir: Path, student, teacher, splits, calib: n
                skipped: list[dict] | None = None) -> list[Artifact]:
     """Write every export target of the recipe (and the dense baseline); existing files are kept on resume.
 
-    A target whose converter fails (an op the format or its int8 quantizer does not support, e.g. a GRU
-    in TFLite full int8) is not fatal: it is logged and appended to ``skipped`` as ``{"name", "target",
-    "skipped": reason}`` so the report says why it is missing; the other targets go on. Without a
-    ``skipped`` list the error is raised as before.
+    A target whose converter fails (an op the format or its int8 quantizer does not support, a missing
+    converter package) is not fatal: it is logged and appended to ``skipped`` as ``{"name", "target",
+    "skipped": reason}`` (the exception, its message and the converter function that raised it) so the
+    report says why it is missing; the other targets go on. ConfigError (a bad recipe value) still stops
+    the run, and without a ``skipped`` list every error is raised as before.
     """
     from edgekit.export import EXPORTERS, SUFFIX
 
@@ -254,10 +255,14 @@ def export_all(recipe: Recipe, run_dir: Path, student, teacher, splits, calib: n
             try:
                 exporter(model, calib[:1], path, metadata=meta, calib=calib)
             except Exception as exc:  # converters raise anything (torch.export, MLIR, quantizer): record, go on
+                path.unlink(missing_ok=True)  # a partial file would pass for a finished export on --resume
                 if skipped is None or isinstance(exc, ConfigError):
                     raise
-                path.unlink(missing_ok=True)
-                reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                import traceback
+
+                where = traceback.extract_tb(exc.__traceback__)[-1]  # which converter stage gave up
+                reason = (f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+                          f"(in {Path(where.filename).parent.name}/{Path(where.filename).name}:{where.name})")
                 name = Artifact(path, fmt, precision, role).name
                 skipped.append({"name": name, "target": target, "skipped": reason})
                 log(f"skipped {target} ({role}): export failed: {reason}")

@@ -17,7 +17,7 @@ def image_spec(*, size: tuple[int, int], channels: int, mean: list[float], std: 
 
 
 def apply(spec: dict, raw: np.ndarray) -> np.ndarray:
-    """Turn uint8 pixels into the float32 NCHW tensor the model takes.
+    """Turn uint8 pixels into the float32 NCHW tensor the model takes (waveforms into MFCCs for kind "mfcc").
 
     Args:
         spec: an image spec from :func:`image_spec` (or a manifest).
@@ -29,6 +29,10 @@ def apply(spec: dict, raw: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: when the pixels do not have the spec's size or channel count.
     """
+    if spec.get("kind") == "mfcc":  # raw = float waveforms (N, samples): keyword spotting (edgekit.features)
+        from edgekit import features
+
+        return features.apply(spec, raw)
     if spec.get("kind") != "image":
         raise ValueError(f"unsupported pre-processing kind {spec.get('kind')!r}")
     x = np.asarray(raw)

@@ -137,6 +137,7 @@ def markdown(res: dict, *, plot: bool = False) -> str:
         "",
     ]
     lines += speed_section(res)
+    lines += skipped_section(res)
     lines += targets_section(res)
     failed = [e for e in res["artifacts"] if not e["passed"]]
     if failed or not c.get("passed", True):
@@ -150,6 +151,15 @@ def markdown(res: dict, *, plot: bool = False) -> str:
     v = res["environment"]["versions"]
     lines += ["## Versions", "", ", ".join(f"{k} {val}" for k, val in v.items() if val), ""]
     return "\n".join(lines)
+
+
+def skipped_section(res: dict) -> list[str]:
+    """Export targets the run could not produce, each with the converter's reason (never hidden)."""
+    if not res.get("skipped"):
+        return []
+    lines = ["## Not exported", ""]
+    lines += [f"- {s['target']} ({s['name']}): {s['skipped']}" for s in res["skipped"]]
+    return [*lines, ""]
 
 
 def speed_section(res: dict) -> list[str]:

@@ -116,10 +116,10 @@ def smoke(bundle_dir, *, runtimes: list[str] | None = None, threads: int = 1, wa
 
 
 def check_preprocessing(spec: dict, golden: dict) -> dict | None:
-    """Does the manifest's pre-processing, run here, turn the golden raw pixels into the host's model inputs?"""
+    """Does the manifest's pre-processing, run here, turn the golden raw pixels (or waveforms) into the host's inputs?"""
     from edgekit import preprocess
 
-    if spec.get("kind") != "image" or "raw" not in golden:
+    if spec.get("kind") not in ("image", "mfcc") or "raw" not in golden:
         return None
     try:
         mine = preprocess.apply(spec, golden["raw"])

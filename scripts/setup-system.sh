@@ -8,6 +8,13 @@ PACKAGES=(
   dataset-fashion-mnist   # Fashion-MNIST IDX files under /usr/share/datasets/fashion-mnist (the default recipe)
   openssh-server          # sshd for the deploy tests (a real ssh server on a loopback port); brings the ssh client
   qemu-user-static        # runs the arm64 Python of a Raspberry Pi / Jetson sysroot (edgekit deploy --emulate)
+  espeak-ng               # speech synthesis (many voices x accents): the synthesized keywords data set
+  flite                   # a second TTS engine (5 voices): keyword models trained on one engine transfer poorly
+  sox                     # audio conversion for users' WAV files (edgekit's errors suggest the sox command)
+  libportaudio2           # PortAudio, which sounddevice needs for `edgekit demo mic` live input
+  pulseaudio              # a virtual microphone (null sink + remapped source) for the live mic-demo test
+  pulseaudio-utils        # paplay feeds that virtual microphone in real time
+  libasound2-plugins      # ALSA's pulse plugin: how PortAudio reaches PulseAudio
 )
 
 missing=()

@@ -19,11 +19,14 @@ DATASETS.register("cifar10", "edgekit.data.cifar10:load")
 DATASETS.register("image_folder", "edgekit.data.image_folder:load")
 DATASETS.register("vww", "edgekit.data.vww:load")
 DATASETS.register("machine_sounds_synthetic", "edgekit.data.machine_sounds:load_synthetic")
+DATASETS.register("keywords", "edgekit.data.keywords:load")
+DATASETS.register("speech_commands", "edgekit.data.speech_commands:load")
 
 # How raw inputs become model inputs, by the ``kind`` of the pre-processing spec (numpy only: the device uses them).
 FEATURES = Registry("pre-processing kind")
 FEATURES.register("image", "edgekit.preprocess:apply")
 FEATURES.register("log_mel", "edgekit.data.logmel:apply")
+FEATURES.register("mfcc", "edgekit.features:apply")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class Splits:
     def input_shape(self) -> list[int]:
         if self.preprocess["kind"] == "log_mel":  # one window of frames, flattened: (1, frames * mels)
             return [1, self.preprocess["frames"] * self.preprocess["n_mels"]]
+        if self.preprocess["kind"] == "mfcc":  # one 1 s clip: (1, 1, frames, coefficients)
+            from edgekit.features import frames_of
+
+            return [1, 1, frames_of(self.preprocess), self.preprocess["n_mfcc"]]
         c = self.preprocess["channels"]
         h, w = self.preprocess["size"]
         return [1, c, h, w]

@@ -17,6 +17,9 @@ MODELS = Registry("model")
 MODELS.register("resnet8", "edgekit.models.resnet:resnet8")
 MODELS.register("mobilenet_v1", "edgekit.models.mobilenet:mobilenet_v1")
 MODELS.register("fc_autoencoder", "edgekit.models.autoencoder:fc_autoencoder")
+MODELS.register("ds_cnn", "edgekit.models.kws:ds_cnn")
+MODELS.register("gru_kws", "edgekit.models.kws:gru_kws")
+MODELS.register("kwt", "edgekit.models.kws:kwt")
 
 CHECKPOINT_FORMAT = "edgekit-model/1"
 

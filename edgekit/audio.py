@@ -1,0 +1,118 @@
+"""WAV files in and out, in numpy and the standard library: what the data loaders and the microphone demo share.
+
+:func:`read_wav` returns float32 mono samples in [-1, 1] at the rate asked for, with two documented
+conversions instead of errors:
+
+* **several channels** are averaged into one (a downmix; a keyword model takes one channel);
+* **another sample rate** is resampled: a windowed-sinc low-pass at the lower of the two Nyquist
+  frequencies, then linear interpolation onto the new grid (numpy only, no scipy on the device).
+  For 44.1/48 kHz input this leaves the 20–4000 Hz band the MFCC front end reads intact.
+
+Everything else that is wrong with a file (missing, not a RIFF/WAVE PCM file, no samples, a data
+chunk shorter than its header says, an unsupported sample width) raises :class:`DataError` with one
+line naming the file and what is wrong.
+
+Device side: numpy and the standard library only, never torch.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import DataError
+
+_TAPS = 63  # low-pass taps before downsampling: ~60 dB stop band with a Blackman window
+
+
+def read_wav(path: str | Path, *, sample_rate: int | None = 16000) -> np.ndarray:
+    """Read a PCM WAV file as float32 mono samples in [-1, 1].
+
+    Args:
+        path: the .wav file (8-, 16-, 24- or 32-bit integer PCM, any channel count).
+        sample_rate: resample to this rate (Hz); None keeps the file's rate.
+
+    Returns:
+        float32 array (samples,).
+
+    Raises:
+        DataError: missing, unreadable, empty or truncated file, or an unsupported encoding.
+
+    Example:
+        >>> read_wav("keywords.wav").shape
+        (160000,)
+    """
+    x, rate = read_wav_rate(path)
+    if sample_rate is not None and rate != sample_rate:
+        x = resample(x, rate, sample_rate)
+    return x
+
+
+def read_wav_rate(path: str | Path) -> tuple[np.ndarray, int]:
+    """Like :func:`read_wav` without resampling: (float32 mono samples, the file's sample rate)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such WAV file")
+    try:
+        with wave.open(str(path), "rb") as w:
+            channels, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            data = w.readframes(n)
+    except (wave.Error, EOFError) as exc:
+        raise DataError(f"{path}: not a PCM WAV file ({exc}); convert it, e.g. "
+                        f"`sox {path.name} -b 16 -e signed-integer out.wav`") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if rate <= 0:
+        raise DataError(f"{path}: sample rate {rate} in the header")
+    frame_bytes = channels * width
+    if n == 0 or len(data) < frame_bytes:
+        raise DataError(f"{path}: holds no audio samples")
+    if len(data) < n * frame_bytes:
+        raise DataError(f"{path}: truncated: the header says {n} frames, the file holds {len(data) // frame_bytes}")
+    x = _decode(data[: n * frame_bytes], width, path)
+    x = x.reshape(-1, channels).mean(axis=1) if channels > 1 else x  # downmix: average the channels
+    return x.astype(np.float32), rate
+
+
+def _decode(data: bytes, width: int, path: Path) -> np.ndarray:
+    if width == 1:  # 8-bit WAV is unsigned
+        return (np.frombuffer(data, np.uint8).astype(np.float32) - 128.0) / 128.0
+    if width == 2:
+        return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+    if width == 3:
+        b = np.frombuffer(data, np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        return (np.where(v >= 1 << 23, v - (1 << 24), v)).astype(np.float32) / float(1 << 23)
+    if width == 4:
+        return (np.frombuffer(data, "<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
+    raise DataError(f"{path}: {8 * width}-bit samples are not supported (8, 16, 24 or 32-bit PCM)")
+
+
+def resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Resample mono float samples from ``rate`` to ``target`` Hz (see the module docstring for how)."""
+    x = np.asarray(x, np.float32)
+    if rate == target or len(x) == 0:
+        return x
+    if target < rate:  # low-pass at the new Nyquist frequency first, or energy above it folds back in
+        cutoff = target / rate  # the new Nyquist frequency as a fraction of the old one (2 fc in cycles/sample)
+        n = np.arange(_TAPS) - (_TAPS - 1) / 2
+        h = cutoff * np.sinc(cutoff * n) * np.blackman(_TAPS)
+        x = np.convolve(x, (h / h.sum()).astype(np.float32), mode="same")
+    n_out = int(round(len(x) * target / rate))
+    t = np.arange(n_out) * (rate / target)
+    return np.interp(t, np.arange(len(x)), x).astype(np.float32)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = 16000) -> Path:
+    """Write float samples in [-1, 1] (mono (n,) or (n, channels)) as 16-bit PCM."""
+    x = np.clip(np.asarray(samples, np.float32), -1.0, 1.0)
+    channels = 1 if x.ndim == 1 else x.shape[1]
+    pcm = np.round(x * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
+    return Path(path)
