@@ -256,6 +256,7 @@ def run_python(root: Sysroot, args: list[str], *, runtime: str, timeout: int = 6
 
 
 EMULATED_FLOAT_TOLERANCE = 1e-4  # max abs diff of float outputs, arm64 vs x86 (measured ~5e-5 on values to ~140)
+INT8_STEP_FRACTION = 0.01  # int8 not bit-identical: allowed diff as a fraction of the host outputs' range
 
 
 def emulated_check(bundle_dir: str | Path, device: str, *, iterations: int = 5, timeout: int = 900) -> dict:
@@ -331,8 +332,15 @@ def emulated_check(bundle_dir: str | Path, device: str, *, iterations: int = 5, 
             art = next(a for a in arts if a.name == r["artifact"])
             exact_required = r["precision"] == "int8" and rt == r.get("host_runtime")
             if exact_required:
-                ok = r["max_abs_diff"] == 0.0
-                verdict = "bit-identical to the host" if ok else f"differs from the host by {r['max_abs_diff']:.2e}"
+                # LiteRT's int8 kernels give bit-identical outputs on x86 and arm64. onnxruntime's can differ by
+                # a step of the output's quantization (measured 0.088 on Fashion-MNIST logits): the float
+                # ReduceMean between its int8 layers sums in another order on NEON than on AVX2.
+                bound = INT8_STEP_FRACTION * r.get("host_range", 0.0)
+                ok = r["max_abs_diff"] == 0.0 or (r["top1_agreement"] == 1.0 and r["max_abs_diff"] <= bound)
+                verdict = ("bit-identical to the host" if r["max_abs_diff"] == 0.0 else
+                           f"differs from the host by {r['max_abs_diff']:.2e} "
+                           f"({'<=' if ok else '>'} {bound:.2e}, 1 % of the output range), "
+                           f"top-1 agreement {r['top1_agreement']:.4f}")
             elif r["precision"] == "fp32":
                 ok = r["max_abs_diff"] <= EMULATED_FLOAT_TOLERANCE
                 verdict = f"max abs diff {r['max_abs_diff']:.1e} ({'<=' if ok else '>'} {EMULATED_FLOAT_TOLERANCE:.0e})"

@@ -101,6 +101,7 @@ def smoke(bundle_dir, *, runtimes: list[str] | None = None, threads: int = 1, wa
                 "artifact": art.name, "file": art.path.name, "format": art.format, "precision": art.precision,
                 "runtime": rt, "host_runtime": art.host_runtime, "threads": threads, "samples": p.samples,
                 "max_abs_diff": p.max_abs_diff, "top1_agreement": p.top1_agreement, "accuracy": p.accuracy,
+                "host_range": float(np.ptp(host)) if np.size(host) else 0.0,
                 "expected_accuracy": art.expected.get("accuracy"),
                 "p50_ms": row.p50_ms, "p90_ms": row.p90_ms, "mean_ms": row.mean_ms, "iterations": row.iterations,
                 "passed": ok, "verdict": verdict,
