@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def latest_run(recipe: str) -> Path | None:
-    runs = sorted((ROOT / "runs" / recipe).glob("*/results.json"))
-    return runs[-1].parent if runs else None
+    from edgekit.rundir import latest_run as newest
+
+    return newest(ROOT / "runs", recipe)
 
 
 def make_video(raw: np.ndarray, path: Path, size: tuple[int, int]) -> None:

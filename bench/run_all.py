@@ -23,8 +23,9 @@ REFERENCE = ROOT.parent / "shared" / "reference-models" / "mlperf-tiny"
 
 
 def latest_run(recipe: str) -> Path | None:
-    runs = sorted((ROOT / "runs" / recipe).glob("*/results.json"))
-    return runs[-1].parent if runs else None
+    from edgekit.rundir import latest_run as newest
+
+    return newest(ROOT / "runs", recipe)
 
 
 def table(title: str, head: list[str], rows: list[list[str]]) -> None:

@@ -27,6 +27,12 @@ class BenchRow:
     iterations: int
 
 
+def noise_sample(session) -> np.ndarray:
+    """One seeded normal input of the session's shape, batch 1 (dynamic dimensions taken as 1)."""
+    shape = [1] + [d if isinstance(d, int) and d > 0 else 1 for d in list(session.input_shape)[1:]]
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
 def bench(path: str | Path, *, runtime: str | None = None, threads: int = 1, warmup: int = 20,
           iterations: int = 200, sample: np.ndarray | None = None) -> BenchRow:
     """Time single-sample inference of ``path``.
@@ -50,11 +56,7 @@ def bench(path: str | Path, *, runtime: str | None = None, threads: int = 1, war
 
     path = Path(path)
     session = open_session(path, runtime=runtime, threads=threads)
-    if sample is None:
-        shape = [1 if (d is None or not isinstance(d, int) or d <= 0) else d for d in session.input_shape]
-        shape[0] = 1
-        sample = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    sample = sample[:1]
+    sample = noise_sample(session) if sample is None else sample[:1]
     for _ in range(warmup):
         session.run(sample)
     times = np.empty(iterations)
@@ -87,11 +89,7 @@ def compare(paths: dict[str, tuple[str | Path, str]], *, threads: int = 1, round
     sessions = {k: open_session(p, runtime=rt, threads=threads) for k, (p, rt) in paths.items()}
     samples = {}
     for k, s in sessions.items():
-        if sample is not None:
-            samples[k] = sample[:1]
-        else:
-            shape = [1] + [d if isinstance(d, int) and d > 0 else 1 for d in list(s.input_shape)[1:]]
-            samples[k] = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        samples[k] = noise_sample(s) if sample is None else sample[:1]
         for _ in range(warmup):
             s.run(samples[k])
     times: dict[str, list[float]] = {k: [] for k in sessions}

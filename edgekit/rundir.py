@@ -104,6 +104,12 @@ def new_run_dir(root: str | os.PathLike, recipe_name: str) -> Path:
     raise RuntimeError(f"could not create a run folder under {base}")
 
 
+def latest_run(root: str | os.PathLike, recipe_name: str) -> Path | None:
+    """The newest finished run folder (one holding results.json) of a recipe under ``root``, or None."""
+    runs = sorted((Path(root) / recipe_name).glob("*/results.json"))
+    return runs[-1].parent if runs else None
+
+
 def stage_done(run: Path, stage: str) -> bool:
     """Whether ``stage`` finished in ``run`` (its marker is written last, atomically)."""
     return (run / ".stages" / f"{stage}.json").is_file()
