@@ -261,6 +261,50 @@ def cmd_demo_mic(args) -> int:
     return 0
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(eval_fraction(t)) for t in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def eval_fraction(text: str) -> float:
+    """A number, or a fraction written a/b (``--scale 1/255``)."""
+    if "/" in text:
+        num, _, den = text.partition("/")
+        return float(num) / float(den)
+    return float(text)
+
+
+def _kv(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"--arg {item!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cmd_compress(args) -> int:
+    from edgekit.compress.job import Options, compress
+    from edgekit.compress.samples import Pixels
+
+    opts = Options(
+        model=args.model, calib=args.calib, out=Path(args.out), eval=args.eval, weights=args.weights,
+        args=_kv(args.arg), input_shape=args.input_shape, formats=tuple(args.format), precisions=tuple(args.precision),
+        prune=args.prune, budget=args.budget, labels=args.labels,
+        pixels=Pixels(scale=eval_fraction(args.scale), mean=tuple(args.mean), std=tuple(args.std)),
+        calib_samples=args.calib_samples, eval_samples=args.eval_samples, threads=tuple(args.threads),
+        inc=not args.no_inc,
+    )
+    out = compress(opts)
+    print(f"\noutput folder: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgekit",
@@ -292,6 +336,42 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the pipeline in one process.")
     recipe_args(sp)
     sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser(
+        "compress", help="compress your own model (ONNX, file.py:factory, registry name) within an accuracy budget",
+        description="Write fp32/fp16/int8 ONNX and TFLite artifacts of MODEL, verify each against the original on "
+                    "evaluation data, benchmark them, and write report.md and results.json in --out. int8 searches "
+                    "remedies in order of cost (per-tensor, percentile/entropy calibration, more samples, the most "
+                    "sensitive layers in float, QAT) and ships the fastest within --budget; nothing over budget "
+                    "ships (exit 1).",
+        epilog="Examples: edgekit compress model.onnx --calib images/ --eval test_images/ --out out/ ; "
+               "edgekit compress net.py:build --weights net.pt --calib data.npz --prune 0.5 --out out/")
+    sp.add_argument("model", help="an .onnx file, path/to/file.py:factory (with --weights), or a model registry name")
+    sp.add_argument("--calib", required=True, metavar="DATA",
+                    help="calibration data: a folder of images or WAVs (class sub-folders = labels), an .npy of "
+                         "inputs, an .npz with x (and y), a recipe .yaml or dataset:NAME")
+    sp.add_argument("--eval", metavar="DATA", help="evaluation data, same kinds (default: a held-out half of --calib)")
+    sp.add_argument("--out", required=True, help="output folder (must be new or empty)")
+    sp.add_argument("--weights", help="state_dict file for a PyTorch model (read with weights_only=True)")
+    sp.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="keyword argument of the model factory (repeatable; values parsed as YAML)")
+    sp.add_argument("--input-shape", type=_ints, metavar="C,H,W",
+                    help="model input without the batch, when the data cannot tell it (images for a PyTorch model)")
+    sp.add_argument("--format", type=_csv, default=["onnx", "tflite"], help="onnx,tflite (default: both)")
+    sp.add_argument("--precision", type=_csv, default=["fp32", "fp16", "int8"], help="fp32,fp16,int8 (default: all)")
+    sp.add_argument("--prune", type=float, metavar="RATIO",
+                    help="PyTorch models: prune channels to this fraction of the MACs and distil from the original")
+    sp.add_argument("--budget", type=float, default=0.01,
+                    help="max accuracy drop (fraction, 0.01 = 1 point); without labels, max top-1 disagreement")
+    sp.add_argument("--labels", type=_csv, help="class names, comma-separated (default: from the data or model)")
+    sp.add_argument("--scale", default="1/255", help="images: pixel multiplier before mean/std (default 1/255)")
+    sp.add_argument("--mean", type=_floats, default=[0.0], help="images: per-channel mean subtracted (default 0)")
+    sp.add_argument("--std", type=_floats, default=[1.0], help="images: per-channel std divided by (default 1)")
+    sp.add_argument("--calib-samples", type=int, default=2048, help="calibration samples read at most (default 2048)")
+    sp.add_argument("--eval-samples", type=int, default=2000, help="evaluation samples read at most (default 2000)")
+    sp.add_argument("--threads", type=_ints, default=[1], help="benchmark thread counts (default 1)")
+    sp.add_argument("--no-inc", action="store_true", help="skip Intel Neural Compressor's autotune comparison")
+    sp.set_defaults(func=cmd_compress)
 
     sp = sub.add_parser("bench", help="latency and size of artifacts on every installed runtime (no torch needed)",
                         description="Batch-1 latency after a warm-up: median and p90 over --iterations runs.")

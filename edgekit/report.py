@@ -108,6 +108,10 @@ def summary(res: dict) -> str:
 
 
 def markdown(res: dict, *, plot: bool = False) -> str:
+    if res.get("command") == "compress":
+        from edgekit.compress.report import markdown as compress_markdown
+
+        return compress_markdown(res, plot=plot)
     m = res["models"]
     d, c = m["dense"], m["compressed"]
     lines = [
@@ -204,22 +208,25 @@ def plot(res: dict, path: Path) -> bool:
     markers = {"onnxruntime": "o", "litert": "s", "tflite-runtime": "^"}
     colors = plt.get_cmap("tab10")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for i, e in enumerate(a for a in res["artifacts"] if a["accuracy"] is not None):
-        acc, color = e["accuracy"] * 100, colors(i % 10)
+    labelled = any(a["accuracy"] is not None for a in res["artifacts"])
+    metric = "accuracy" if labelled else "top1_agreement"  # without labels, agreement with the original
+    for i, e in enumerate(a for a in res["artifacts"] if a[metric] is not None):
+        acc, color = e[metric] * 100, colors(i % 10)
         for rt, by_threads in e["latency"].items():
             t = "1" if "1" in by_threads else next(iter(by_threads))
             ax1.scatter(by_threads[t]["p50_ms"], acc, color=color, marker=markers.get(rt, "D"), s=60)
         ax2.scatter(e["size_bytes"] / 1024, acc, color=color, marker="o", s=60, label=e["name"])
-    dense = res["models"]["dense"]["accuracy"] * 100
+    base = res["models"].get("dense", res["models"].get("original", {})).get("accuracy") if labelled else 1.0
     for ax in (ax1, ax2):
-        ax.axhline(dense, color="gray", ls="--", lw=0.8)
-        ax.axhline(dense - res["budget"] * 100, color="red", ls=":", lw=0.8)
-        ax.set_ylabel("test accuracy (%)")
+        if base is not None:
+            ax.axhline(base * 100, color="gray", ls="--", lw=0.8)
+            ax.axhline((base - res["budget"]) * 100, color="red", ls=":", lw=0.8)
+        ax.set_ylabel("test accuracy (%)" if labelled else "top-1 agreement with the original (%)")
         ax.grid(alpha=0.3)
     for rt, m in markers.items():
         if any(rt in e["latency"] for e in res["artifacts"]):
             ax1.scatter([], [], color="black", marker=m, label=rt)
-    ax1.plot([], [], color="gray", ls="--", label="dense fp32 (PyTorch)")
+    ax1.plot([], [], color="gray", ls="--", label="dense fp32 (PyTorch)" if "dense" in res["models"] else "original")
     ax1.plot([], [], color="red", ls=":", label="accuracy budget")
     ax1.set_xlabel("latency p50, batch 1, 1 thread (ms)")
     ax2.set_xlabel("file size (KB)")

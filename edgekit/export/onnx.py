@@ -141,6 +141,10 @@ class CalibrationReader:
     def rewind(self):
         self.i = 0
 
+    def __iter__(self):  # onnxruntime's qdq_loss_debug iterates a reader
+        self.rewind()
+        return iter(self.get_next, None)
+
 
 def quantize_onnx(fp32_path: str | Path, path: str | Path, calib: np.ndarray, *, metadata: dict | None = None,
                   per_channel: bool = True, activation: str = "uint8", method: str = "minmax",

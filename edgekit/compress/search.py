@@ -1,0 +1,271 @@
+"""The accuracy-budget search for int8: try the known remedies in order of cost, keep the fastest that passes.
+
+Plain post-training int8 (edgekit's default: QDQ, per-channel weights, U8S8, min-max calibration) is tried
+first, with the cheap calibration variants beside it (per-tensor weights, percentile and entropy
+calibration). When none is within the budget, the remedies escalate:
+
+1. more calibration samples (all the calibration data given, up to ``MAX_CALIB``),
+2. the most sensitive layers left in float: each layer's sensitivity is *measured* — the drop in
+   signal-to-quantization-noise ratio (dB) from its inputs to its output when the whole model is quantized
+   (onnxruntime's ``qdq_loss_debug`` matches float and QDQ activations) — and the 1, 2, 4, 8 worst are kept
+   in float, one attempt each,
+3. quantization-aware training, for PyTorch models with labelled data (edgekit can train those).
+
+Every candidate is measured: accuracy (or top-1 agreement with the original when there are no labels) on
+the evaluation data, and latency side by side with fp32. Among the candidates within the budget the fastest
+wins; the report lists every candidate with its numbers and why the winner won. When none passes, nothing
+ships: the best attempt is kept under ``rejected/`` for inspection and the run fails its budget gate.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.verify import parity
+
+DEFAULT_CALIB = 256  # samples the first attempts calibrate on
+MAX_CALIB = 2048  # "more calibration samples" uses up to this many
+SENSITIVE_STEPS = (1, 2, 4, 8)  # layers kept in float, one attempt each
+PASS_THROUGH = ("Relu", "Clip", "LeakyRelu", "HardSwish", "HardSigmoid", "Sigmoid", "BatchNormalization", "Identity")
+
+
+@dataclass
+class Candidate:
+    """One int8 attempt and what it measured."""
+
+    name: str
+    remedy: str
+    options: dict
+    path: str | None = None
+    accuracy: float | None = None
+    top1_agreement: float | None = None
+    max_abs_diff: float | None = None
+    passed: bool = False
+    reason: str = ""
+    seconds: float = 0.0
+    p50_ms: float | None = None
+    speed_vs_fp32: float | None = None
+    excluded: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Gate:
+    """The budget: accuracy drop against the original when labels exist, else 1 - top-1 agreement."""
+
+    budget: float
+    baseline_accuracy: float | None
+
+    def check(self, accuracy: float | None, agreement: float) -> tuple[bool, str]:
+        if accuracy is not None and self.baseline_accuracy is not None:
+            drop = self.baseline_accuracy - accuracy
+            ok = drop <= self.budget + 1e-12
+            return ok, (f"accuracy {accuracy:.4f}, {drop * 100:+.2f} points from the original's "
+                        f"{self.baseline_accuracy:.4f} (budget {self.budget * 100:.2f})")
+        loss = 1.0 - agreement
+        ok = loss <= self.budget + 1e-12
+        return ok, (f"top-1 agreement with the original {agreement:.4f} (budget: at least "
+                    f"{1 - self.budget:.4f}; no labels, so agreement is the metric)")
+
+
+def evaluate(candidate: Candidate, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray, gate: Gate) -> None:
+    """Run the candidate on the evaluation inputs (onnxruntime, 2 threads) and apply the gate."""
+    from edgekit.runtime import open_session
+
+    out = open_session(candidate.path, threads=2).run(x)
+    rep = parity(reference, out, y)
+    candidate.accuracy, candidate.top1_agreement, candidate.max_abs_diff = rep.accuracy, rep.top1_agreement, rep.max_abs_diff
+    candidate.passed, candidate.reason = gate.check(rep.accuracy, rep.top1_agreement)
+
+
+def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.ndarray | None,
+              reference: np.ndarray, gate: Gate, metadata: dict, log=print, qat=None) -> list[Candidate]:
+    """Search int8 ONNX candidates of ``fp32_path``; returns every candidate tried, in the order tried.
+
+    Args:
+        fp32_path: the float ONNX model (never modified).
+        work: a folder for candidate files.
+        calib: pre-processed calibration inputs (never the evaluation data).
+        x, y: evaluation inputs and labels (None: agreement is the metric).
+        reference: the original model's outputs on ``x``.
+        gate: the budget.
+        metadata: embedded in every candidate.
+        qat: a callable returning the path of a QAT-trained float ONNX model, or None when QAT does not apply.
+    """
+    from edgekit.export.onnx import quantize_onnx
+
+    work.mkdir(parents=True, exist_ok=True)
+    small = calib[:DEFAULT_CALIB]
+    tried: list[Candidate] = []
+
+    def attempt(name: str, remedy: str, samples: np.ndarray, source: Path = fp32_path, **options) -> Candidate:
+        c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(samples)},
+                      path=str(work / f"{name}.onnx"), excluded=list(options.get("nodes_to_exclude") or []))
+        t0 = time.perf_counter()
+        try:
+            quantize_onnx(source, c.path, samples, metadata=metadata, **options)
+            evaluate(c, x, y, reference, gate)
+        except Exception as exc:  # one failing remedy must not end the search; its reason is reported
+            c.path, c.passed, c.reason = None, False, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        c.seconds = time.perf_counter() - t0
+        log(f"  {name}: {c.reason} ({'within budget' if c.passed else 'over budget'}, {c.seconds:.1f} s)")
+        tried.append(c)
+        return c
+
+    log(f"int8 search: {len(small)} calibration samples, {len(x)} evaluation samples")
+    attempt("ptq_minmax_per_channel", "plain post-training int8 (edgekit's default)", small)
+    attempt("ptq_minmax_per_tensor", "per-tensor weight scales", small, per_channel=False)
+    attempt("ptq_percentile", "percentile calibration (clips activation outliers)", small, method="percentile")
+    attempt("ptq_entropy", "entropy (KL) calibration", small[:128], method="entropy")
+    attempt("ptq_s8s8_full_range", "int8 activations and full 8-bit weights (S8S8; more precise, often slower "
+            "on x86 without VNNI)", small, activation="int8", reduce_range=False)
+    if any(c.passed for c in tried):
+        return tried
+    best = max(tried, key=score)
+    if len(calib) > len(small):
+        more = calib[:MAX_CALIB]
+        c = attempt("ptq_more_calibration", f"{len(more)} calibration samples instead of {len(small)}", more,
+                    **_options_of(best))
+        if c.passed:
+            return tried
+        best = max(tried, key=score)
+    try:
+        ranking = sensitivity(fp32_path, work, calib=small[:64], options=_options_of(best), log=log)
+    except Exception as exc:  # without a ranking this remedy cannot be tried; say why and go on
+        ranking = []
+        tried.append(Candidate(name="ptq_float_layers", remedy="the most sensitive layers left in float", options={},
+                               reason=f"sensitivity not measured: {type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0][:160]}"))
+        log(f"  layer sensitivity not measured: {tried[-1].reason}")
+    for k in SENSITIVE_STEPS:
+        if k > len(ranking):
+            break
+        nodes = [n for n, _ in ranking[:k]]
+        c = attempt(f"ptq_float_{k}_layers", f"the {k} most sensitive layer(s) left in float: {', '.join(nodes)}",
+                    calib[: _options_of(best).get("calibration_samples", len(small))],
+                    nodes_to_exclude=nodes, **{k2: v for k2, v in _options_of(best).items()
+                                                if k2 != "calibration_samples"})
+        if c.passed:
+            return tried
+    if qat is not None:
+        t0 = time.perf_counter()
+        try:
+            qat_fp32 = qat()
+        except Exception as exc:
+            tried.append(Candidate(name="qat", remedy="quantization-aware training", options={},
+                                   reason=f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
+                                   seconds=time.perf_counter() - t0))
+        else:
+            attempt("qat", "quantization-aware training, then int8 of the fine-tuned weights", small, source=qat_fp32)
+    return tried
+
+
+def score(c: Candidate) -> float:
+    """How good a candidate is: accuracy when labelled, else agreement; a failed attempt scores -1."""
+    if c.path is None:
+        return -1.0
+    return c.accuracy if c.accuracy is not None else (c.top1_agreement or 0.0)
+
+
+def _options_of(c: Candidate) -> dict:
+    return {k: v for k, v in c.options.items() if k not in ("calibration_samples", "nodes_to_exclude")}
+
+
+def sensitivity(fp32_path: Path, work: Path, *, calib: np.ndarray, options: dict, log=print) -> list[tuple[str, float]]:
+    """Nodes ranked by how much quantization noise each adds: dB of SQNR lost from its inputs to its output.
+
+    The whole model is quantized (with ``options``), both models are run on ``calib`` with every intermediate
+    tensor as an output, and onnxruntime's ``qdq_loss_debug`` matches the float and dequantized activations.
+    Returns (node name, dB lost), worst first; only nodes that carry weights (Conv, Gemm, MatMul) are ranked.
+    """
+    import onnx
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from edgekit.export.onnx import CalibrationReader
+
+    sdir = work / "sensitivity"
+    sdir.mkdir(parents=True, exist_ok=True)
+    pre, qdq = sdir / "pre.onnx", sdir / "qdq.onnx"
+    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+    model = onnx.load(str(pre))
+    name = model.graph.input[0].name
+    q = _quant_types(options)
+    quantize_static(str(pre), str(qdq), CalibrationReader(name, calib), **q)
+    f_aug, q_aug = sdir / "pre_aug.onnx", sdir / "qdq_aug.onnx"
+    dbg.modify_model_output_intermediate_tensors(str(pre), str(f_aug))
+    dbg.modify_model_output_intermediate_tensors(str(qdq), str(q_aug))
+    f_act = dbg.collect_activations(str(f_aug), CalibrationReader(name, calib))
+    q_act = dbg.collect_activations(str(q_aug), CalibrationReader(name, calib))
+    errors = dbg.compute_activation_error(dbg.create_activation_matching(q_act, f_act))
+    sqnr = {t: e.get("xmodel_err") for t, e in errors.items() if e.get("xmodel_err") is not None}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    weighted = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+
+    def layer_of(tensor: str):
+        """The weight layer whose output ``tensor`` is, looking through activations (Relu, Clip, ...)."""
+        node = producer.get(tensor)
+        while node is not None and node.op_type not in weighted and len(node.input) >= 1:
+            node = producer.get(node.input[0]) if node.op_type in PASS_THROUGH else None
+        return node
+
+    loss: dict[str, float] = {}
+    for tensor, out in sqnr.items():
+        node = layer_of(tensor)
+        if node is None or not node.name:
+            continue
+        ins = [sqnr[i] for i in node.input if i in sqnr]
+        upstream = min(ins) if ins else 60.0  # the graph input is exact up to its own quantization
+        loss[node.name] = max(loss.get(node.name, -1e9), float(min(upstream, 60.0) - min(out, 60.0)))
+    ranked = list(loss.items())
+    ranked.sort(key=lambda t: -t[1])
+    shutil.rmtree(sdir, ignore_errors=True)
+    log("  layer sensitivity (dB of SQNR lost, worst first): "
+        + ", ".join(f"{n[:48]} {d:.1f}" for n, d in ranked[:5]))
+    return ranked
+
+
+def _quant_types(options: dict) -> dict:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    return {"quant_format": QuantFormat.QDQ, "per_channel": options.get("per_channel", True),
+            "activation_type": QuantType.QUInt8 if options.get("activation", "uint8") == "uint8" else QuantType.QInt8,
+            "weight_type": QuantType.QInt8, "calibrate_method": methods[options.get("method", "minmax")],
+            "reduce_range": options.get("reduce_range", True),
+            "extra_options": {"CalibMovingAverage": False, "QuantizeBias": False}}
+
+
+def choose(candidates: list[Candidate]) -> Candidate | None:
+    """The fastest candidate within the budget (the earlier, cheaper one when within 3 % of the fastest)."""
+    ok = [c for c in candidates if c.passed and c.path]
+    if not ok:
+        return None
+    timed = [c for c in ok if c.p50_ms is not None]
+    if not timed:
+        return ok[0]
+    fastest = min(c.p50_ms for c in timed)
+    return next(c for c in timed if c.p50_ms <= fastest * 1.03)
+
+
+def why(winner: Candidate | None, candidates: list[Candidate], budget: float) -> str:
+    """One sentence: why the winner won, or why nothing shipped."""
+    if winner is None:
+        best = max(candidates, key=score) if candidates else None
+        return (f"no int8 candidate was within the budget ({budget * 100:.2f} points); the best, "
+                f"{best.name if best else 'none'}, is kept under rejected/ and int8 does not ship")
+    others = [c for c in candidates if c.passed and c is not winner and c.p50_ms]
+    lat = f"{winner.p50_ms:.3f} ms" if winner.p50_ms else "latency not measured"
+    if not others:
+        return f"{winner.name} is the only candidate within the budget ({winner.reason}; {lat})"
+    return (f"{winner.name} is within the budget ({winner.reason}) and the fastest of the {len(others) + 1} that "
+            f"were ({lat}; the others: " + ", ".join(f"{c.name} {c.p50_ms:.3f} ms" for c in others) + ")")
