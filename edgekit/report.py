@@ -198,6 +198,10 @@ def targets_section(res: dict) -> list[str]:
 
 def plot(res: dict, path: Path) -> bool:
     """Accuracy against latency (1 thread) and against size: a colour per artifact, a marker per runtime."""
+    labelled = any(a["accuracy"] is not None for a in res["artifacts"])
+    metric = "accuracy" if labelled else "top1_agreement"  # without labels, agreement with the original
+    if not any(a[metric] is not None for a in res["artifacts"]):
+        return False  # nothing was shipped or measured: no plot rather than an empty one
     try:
         import matplotlib
 
@@ -208,8 +212,6 @@ def plot(res: dict, path: Path) -> bool:
     markers = {"onnxruntime": "o", "litert": "s", "tflite-runtime": "^"}
     colors = plt.get_cmap("tab10")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    labelled = any(a["accuracy"] is not None for a in res["artifacts"])
-    metric = "accuracy" if labelled else "top1_agreement"  # without labels, agreement with the original
     for i, e in enumerate(a for a in res["artifacts"] if a[metric] is not None):
         acc, color = e[metric] * 100, colors(i % 10)
         for rt, by_threads in e["latency"].items():

@@ -6,10 +6,17 @@ set -euo pipefail
 
 PACKAGES=(
   dataset-fashion-mnist   # Fashion-MNIST IDX files under /usr/share/datasets/fashion-mnist (the default recipe)
+  opencv-doc              # OpenCV's sample photos and pedestrian video (examples/data): real images for the
+                          #   third-party-model test of `edgekit compress`
   openssh-server          # sshd for the deploy tests (a real ssh server on a loopback port); brings the ssh client
   qemu-user-static        # runs the arm64 Python of a Raspberry Pi / Jetson sysroot (edgekit deploy --emulate)
   espeak-ng               # speech synthesis (many voices x accents): the synthesized keywords data set
   flite                   # a second TTS engine (5 voices): keyword models trained on one engine transfer poorly
+  festival                # a third TTS engine, with three English voices (the keywords data set):
+  festvox-kallpc16k       #   kal (diphone, American male)
+  festvox-kdlpc16k        #   ked (diphone, American male; a speaker no other engine has)
+  festvox-us-slt-hts      #   slt (HTS, American female)
+  sonic-pi-samples        # 165 CC0 recordings (ambiences, loops, percussion): background noise for the keywords
   sox                     # audio conversion for users' WAV files (edgekit's errors suggest the sox command)
   libportaudio2           # PortAudio, which sounddevice needs for `edgekit demo mic` live input
   pulseaudio              # a virtual microphone (null sink + remapped source) for the live mic-demo test

@@ -15,7 +15,6 @@ Nothing that misses the budget ships: it is kept under ``rejected/`` and the com
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -510,10 +509,16 @@ def _inc(src, model_src, calib, ev, gate, opts, stages) -> dict | None:
         res = inc_autotune(model_src.torch_model, calib.x[:1], calib.x[:256], eval_fn, budget=opts.budget)
     except Exception as exc:
         return {"skipped": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
-    data = res.as_dict() if hasattr(res, "as_dict") else {k: v for k, v in vars(res).items() if k != "model"}
-    data.pop("model", None)
-    data.pop("quantized_model", None)
-    log(f"Intel Neural Compressor autotune: {json.dumps({k: data.get(k) for k in ('accuracy', 'met') if k in data})}")
+    ratio = res.latency_ratio
+    data = {"version": res.inc_version, "accuracy": res.accuracy, "baseline_accuracy": res.baseline, "met": res.met,
+            "metric": "accuracy" if ev.y is not None else "top-1 agreement with the original",
+            "trials": [f"{t.summary}: {t.accuracy:.4f}" for t in res.trials], "best_config": res.best_config,
+            "int8_weights": res.int8_weights, "latency": res.latency, "float_p50_ms": res.float_p50_ms,
+            "int8_p50_ms": res.int8_p50_ms, "latency_ratio": None if ratio != ratio else ratio,
+            "seconds": res.wall_s}
+    log(f"Intel Neural Compressor {res.inc_version} autotune: accuracy {res.accuracy:.4f} (float {res.baseline:.4f}), "
+        f"budget met: {res.met}, {len(res.trials)} trial(s), int8/float latency in torch "
+        + (f"{ratio:.2f}x" if data["latency_ratio"] else "not measured"))
     return data
 
 

@@ -93,10 +93,11 @@ def inc_section(res: dict) -> list[str]:
     if "skipped" in inc:
         return [*lines, f"- not run: {inc['skipped']}", ""]
     ours = next((e for e in res["artifacts"] if e["format"] == "onnx" and e["precision"] == "int8"), None)
-    lines.append(f"- INC {inc.get('version', '')}: accuracy {_pct(inc.get('accuracy'))} against the float model's "
+    lines.append(f"- INC {inc.get('version', '')}: {inc.get('metric', 'accuracy')} {_pct(inc.get('accuracy'))} against the float model's "
                  f"{_pct(inc.get('baseline_accuracy'))}; budget met: {inc.get('met')}; {len(inc.get('trials') or [])} "
                  f"trial(s) in {inc.get('seconds', 0):.0f} s; latency in PyTorch "
-                 + (f"{inc['latency_ratio']:.2f}x the float model" if inc.get("latency_ratio") else "not measured"))
+                 + (f"{inc['latency_ratio']:.2f}x the float model ({inc.get('latency')})" if inc.get("latency_ratio")
+                    else "not measured"))
     if ours:
         lat = ours["latency"].get("onnxruntime", {})
         t = next(iter(lat.values()), None)

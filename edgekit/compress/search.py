@@ -148,7 +148,8 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
         if k > len(ranking):
             break
         nodes = [n for n, _ in ranking[:k]]
-        c = attempt(f"ptq_float_{k}_layers", f"the {k} most sensitive layer(s) left in float: {', '.join(nodes)}",
+        c = attempt(f"ptq_float_{k}_layers", f"the {k} most sensitive layer(s) left in float: "
+                    + ", ".join(n if len(n) <= 40 else f"{n[:18]}…{n[-18:]}" for n in nodes),
                     calib[: _options_of(best).get("calibration_samples", len(small))],
                     nodes_to_exclude=nodes, **{k2: v for k2, v in _options_of(best).items()
                                                 if k2 != "calibration_samples"})

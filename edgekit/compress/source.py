@@ -95,9 +95,10 @@ def _check_runs(path: Path) -> None:
     except Exception as exc:
         text = str(exc)
         op = (re.search(r"No Op registered for (\S+) with domain_version of (\d+)", text)
-              or re.search(r"Could not find an implementation for (\S+)\((\d+)\)", text))
+              or re.search(r"Could not find an implementation for (\S+)\((\d+)\)", text)
+              or re.search(r"([\w.]*:?\w+)\((-?\d+)\) is not a registered function", text))
         if op:
-            raise DataError(f"{path}: operator '{op.group(1)}' (opset {op.group(2)}) is not supported by "
+            raise DataError(f"{path}: operator '{op.group(1)}' is not supported by "
                             f"onnxruntime {ort.__version__}, so edgekit cannot run, calibrate or verify it") from None
         raise DataError(f"{path}: onnxruntime cannot load this model ({_first_line(exc)})") from None
 

@@ -86,8 +86,14 @@ def export_tflite(
     require("litert_torch", extra="convert", why=_WHY)
     path = Path(path)
     text = metadata_json({**metadata, "precision": precision})
+    import torch
+
+    # A model left in channels_last (as training leaves a distillation teacher) converts to a correct fp32
+    # file but to a silently wrong int8 one (measured: 12.8 % instead of 98.9 % on digits): convert from the
+    # standard layout.
+    model = model.eval().to(memory_format=torch.contiguous_format)
     with atomic_path(path) as tmp, _quiet_litert():
-        flatbuffer = _CONVERTERS[precision](model.eval(), example, calib)
+        flatbuffer = _CONVERTERS[precision](model, example, calib)
         tmp.write_bytes(embed_metadata(flatbuffer, METADATA_KEY, text.encode("utf-8"), compact=True))
     return Artifact(path, "tflite", precision)
 

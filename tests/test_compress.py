@@ -1,0 +1,171 @@
+"""`edgekit compress`: a user's own model within an accuracy budget, explained; bad inputs refused in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.compress import search
+from edgekit.compress.job import calibration_warnings
+from tests.conftest import edgekit
+
+onnx = pytest.importorskip("onnx")
+torch = pytest.importorskip("torch")
+
+
+def one_error_line(proc, *needles: str) -> str:
+    """The CLI failed with exit 2 and one line (no traceback) that contains every needle."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("edgekit: error:")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def tiny_onnx(path: Path, *, op: str = "Relu", domain: str = "") -> Path:
+    """A 1x4 -> 1x3 classifier (Gemm then ``op``), written with onnx.helper: a foreign file edgekit did not make."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["h"]), helper.make_node(op, ["h"], ["y"], domain=domain)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])], [w])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    onnx.save_model(helper.make_model(graph, opset_imports=opsets), str(path))
+    return path
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2
+
+
+def test_truncated_onnx_is_refused_in_one_line(tmp_path):
+    good = tiny_onnx(tmp_path / "good.onnx")
+    bad = tmp_path / "cut.onnx"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    np.save(tmp_path / "x.npy", np.zeros((8, 4), np.float32))
+    proc = edgekit("compress", str(bad), "--calib", str(tmp_path / "x.npy"), "--out", str(tmp_path / "out"))
+    one_error_line(proc, str(bad), "truncated or corrupt")
+
+
+def test_onnx_with_an_operator_onnxruntime_lacks_is_refused(tmp_path):
+    model = tiny_onnx(tmp_path / "custom.onnx", op="FancyActivation", domain="com.example")
+    np.save(tmp_path / "x.npy", np.zeros((8, 4), np.float32))
+    proc = edgekit("compress", str(model), "--calib", str(tmp_path / "x.npy"), "--out", str(tmp_path / "out"))
+    one_error_line(proc, str(model), "FancyActivation", "not supported by onnxruntime")
+
+
+def test_data_whose_shape_does_not_fit_the_model_is_refused(tmp_path):
+    model = tiny_onnx(tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", np.zeros((8, 5), np.float32))
+    proc = edgekit("compress", str(model), "--calib", str(tmp_path / "x.npy"), "--out", str(tmp_path / "out"))
+    one_error_line(proc, str(model), "[1, 4]", "[1, 5]")
+
+
+def test_state_dict_that_does_not_fit_the_factory_is_refused(tmp_path):
+    (tmp_path / "net.py").write_text(
+        "import torch.nn as nn\n"
+        "def build(width=8):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(16, width), nn.ReLU(), nn.Linear(width, 3))\n")
+    wrong = {"1.weight": torch.zeros(4, 16), "1.bias": torch.zeros(4), "3.weight": torch.zeros(3, 4),
+             "3.bias": torch.zeros(3)}
+    torch.save(wrong, tmp_path / "w.pt")
+    np.save(tmp_path / "x.npy", np.zeros((8, 16), np.float32))
+    proc = edgekit("compress", f"{tmp_path / 'net.py'}:build", "--weights", str(tmp_path / "w.pt"),
+                   "--calib", str(tmp_path / "x.npy"), "--out", str(tmp_path / "out"))
+    one_error_line(proc, str(tmp_path / "w.pt"), "does not fit", "1.weight [4, 16] vs model [8, 16]")
+
+
+@pytest.mark.parametrize("case", ["missing data", "non-empty out", "bad budget", "npz without inputs"])
+def test_other_bad_input_gets_one_line(tmp_path, case):
+    model = tiny_onnx(tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", np.zeros((8, 4), np.float32))
+    args = ["compress", str(model), "--calib", str(tmp_path / "x.npy"), "--out", str(tmp_path / "out")]
+    needle = {"missing data": "nothing.npy", "non-empty out": "not empty", "bad budget": "--budget",
+              "npz without inputs": "no input array"}[case]
+    if case == "missing data":
+        args[3] = str(tmp_path / "nothing.npy")
+    elif case == "non-empty out":
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "old.onnx").write_bytes(b"x")
+    elif case == "bad budget":
+        args += ["--budget", "3"]
+    else:
+        np.savez(tmp_path / "d.npz", labels=np.zeros(3))
+        args[3] = str(tmp_path / "d.npz")
+    one_error_line(edgekit(*args), needle)
+
+
+# ---------------------------------------------------------------- the gate and the warnings
+
+
+def test_gate_uses_accuracy_with_labels_and_agreement_without():
+    gate = search.Gate(budget=0.01, baseline_accuracy=0.90)
+    assert gate.check(0.895, 0.5)[0]  # 0.5 points down: within budget, agreement ignored
+    assert not gate.check(0.885, 1.0)[0]  # 1.5 points down
+    no_labels = search.Gate(budget=0.01, baseline_accuracy=None)
+    assert no_labels.check(None, 0.99)[0]
+    assert not no_labels.check(None, 0.985)[0]
+
+
+def test_degenerate_calibration_is_warned_about():
+    rng = np.random.default_rng(0)
+    ev = rng.standard_normal((100, 3, 8, 8)).astype(np.float32)
+    assert calibration_warnings(rng.standard_normal((300, 3, 8, 8)).astype(np.float32), ev) == []
+    warned = " ".join(calibration_warnings(np.zeros((5, 3, 8, 8), np.float32), ev))
+    assert "only 5 calibration samples" in warned and "5 of 5 calibration samples are constant" in warned
+    assert "too narrow" in warned
+
+
+def test_the_fastest_candidate_within_budget_wins():
+    c = [search.Candidate("a", "", {}, path="a", passed=True, p50_ms=1.0),
+         search.Candidate("b", "", {}, path="b", passed=True, p50_ms=0.5),
+         search.Candidate("c", "", {}, path="c", passed=False, p50_ms=0.1)]
+    assert search.choose(c).name == "b"
+    assert search.choose([c[2]]) is None
+    assert "the fastest" in search.why(c[1], c, 0.01)
+
+
+# ---------------------------------------------------------------- end to end on an edgekit-made ONNX file
+
+
+def test_compress_onnx_searches_verifies_benches_and_reports(digits_run, tmp_path):
+    model = digits_run / "artifacts" / "model_fp32.onnx"
+    out = tmp_path / "out"
+    proc = edgekit("compress", str(model), "--calib", "dataset:digits", "--eval", "dataset:digits", "--format", "onnx",
+                   "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["passed"] and res["command"] == "compress"
+    names = {e["name"]: e for e in res["artifacts"]}
+    assert set(names) == {"onnx_fp32", "onnx_fp16", "onnx_int8"}
+    base = res["models"]["original"]["accuracy"]
+    int8 = names["onnx_int8"]
+    assert base - int8["accuracy"] <= 0.01 and int8["size_bytes"] < 0.35 * names["onnx_fp32"]["size_bytes"]
+    assert int8["latency"]["onnxruntime"]["1"]["p50_ms"] > 0 and "verdict" in int8["diagnostics"]
+    cands = res["int8_candidates"]
+    assert cands[0]["name"] == "ptq_minmax_per_channel" and all(c["accuracy"] is not None for c in cands if c["path"])
+    assert res["stages"]["int8_search"]["shipped"] in {c["name"] for c in cands if c["passed"]}
+    report = (out / "report.md").read_text()
+    for section in ("## int8 search (ONNX)", "## Why isn't it smaller or faster?", "**Chosen:**"):
+        assert section in report
+    assert not (out / ".work").exists()
+
+
+def test_all_black_calibration_is_warned_and_fails_the_gate_instead_of_shipping(digits_run, tmp_path):
+    model = digits_run / "artifacts" / "model_fp32.onnx"
+    np.save(tmp_path / "black.npy", np.zeros((8, 1, 8, 8), np.float32))
+    out = tmp_path / "out"
+    proc = edgekit("compress", str(model), "--calib", str(tmp_path / "black.npy"), "--eval", "dataset:digits",
+                   "--format", "onnx", "--precision", "int8", "--out", str(out))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "calibration samples are constant" in proc.stdout
+    assert not (out / "model_int8.onnx").exists() and (out / "rejected" / "model_int8.onnx").exists()
+    res = json.loads((out / "results.json").read_text())
+    assert not res["passed"] and res["calibration_warnings"] and res["stages"]["int8_search"]["shipped"] is None
+    assert len(res["int8_candidates"]) >= 6  # every remedy was tried before giving up
