@@ -113,6 +113,12 @@ def compress(opts: Options) -> Path:
                     _time_candidates(found, fp32_onnx, ev.x, opts)
                     winner = search.choose(found)
                     art = _ship_int8(winner, found, path, out, opts.budget, stages)
+                elif fmt == "tflite" and precision == "int8" and (net := _torch_of(model_src, fp32_onnx, stages)):
+                    found = search.tflite_int8(net, work / "tflite_candidates", calib=calib.x, x=ev.x, y=ev.y,
+                                               reference=reference, gate=gate, metadata=meta, log=log)
+                    candidates += found
+                    winner_t = search.choose(found)
+                    art = _ship_int8(winner_t, found, path, out, opts.budget, stages, fmt="tflite")
                 else:
                     art = _export(fmt, precision, model_src, fp32_onnx, path, calib.x, meta, stages)
             except Exception as exc:  # one target that cannot be made is reported, the others still are
@@ -151,7 +157,9 @@ def compress(opts: Options) -> Path:
         if e["diagnostics"].get("verdict"):
             print(f"{e['name']}: {e['diagnostics']['verdict']}")
     if not res["passed"]:
-        failed = [e["name"] for e in entries if not e["passed"]] + (["int8 search"] if candidates and not winner else [])
+        failed = [e["name"] for e in entries if not e["passed"]] + [
+            f"{k} (nothing within budget)" for k in ("int8_search", "tflite_int8_search")
+            if k in stages and "shipped" in stages[k] and stages[k]["shipped"] is None]
         raise CheckFailed(f"over the accuracy budget: {', '.join(failed)} (see {out / 'report.md'})", run_dir=out)
     log(f"done in {time.perf_counter() - t_start:.0f} s: {out / 'report.md'}")
     return out
@@ -398,10 +406,11 @@ def topological_sort(graph) -> None:
 
 
 def _ship_int8(winner: search.Candidate | None, found: list[search.Candidate], path: Path, out: Path,
-               budget: float, stages: dict) -> Artifact | None:
+               budget: float, stages: dict, fmt: str = "onnx") -> Artifact | None:
     """Copy the winning int8 candidate to ``path``; with no winner keep the best attempt under rejected/."""
-    stages["int8_search"] = {"shipped": winner.name if winner else None, "why": search.why(winner, found, budget)}
-    log(f"int8 ONNX: {stages['int8_search']['why']}")
+    key = "int8_search" if fmt == "onnx" else "tflite_int8_search"
+    stages[key] = {"shipped": winner.name if winner else None, "why": search.why(winner, found, budget)}
+    log(f"int8 {fmt}: {stages[key]['why']}")
     if winner is None:
         best = max((c for c in found if c.path), key=search.score, default=None)
         if best is not None:
@@ -410,7 +419,23 @@ def _ship_int8(winner: search.Candidate | None, found: list[search.Candidate], p
         return None
     with rundir.atomic_path(path) as tmp:
         shutil.copyfile(winner.path, tmp)
-    return Artifact(path, "onnx", "int8")
+    return Artifact(path, fmt, "int8")
+
+
+def _torch_of(model_src: source.Source, fp32_onnx: Path, stages: dict):
+    """The PyTorch module TFLite int8 is searched on: the user's own, or onnx2torch's graph of an ONNX file
+    (None when that conversion is not possible: the ONNX route then converts int8 in one attempt)."""
+    if model_src.kind == "torch":
+        return model_src.torch_model
+    try:
+        from edgekit.export.onnx_tflite import onnx_to_torch
+
+        return onnx_to_torch(fp32_onnx)
+    except Exception as exc:
+        stages["tflite_int8_search"] = {"skipped": f"onnx2torch could not rebuild the model in PyTorch "
+                                                   f"({type(exc).__name__}: {_first_line(exc)}); one attempt"}
+        log(stages["tflite_int8_search"]["skipped"])
+        return None
 
 
 def _reject(path: Path, out: Path) -> None:
@@ -526,7 +551,8 @@ def _results(opts, src, out, entries, stages, cpu_note, baseline, candidates, wi
              calib, ev, seconds) -> dict:
     from edgekit import __version__, info
 
-    passed = all(e["passed"] for e in entries) and not (candidates and winner is None)
+    passed = all(e["passed"] for e in entries) and not any(
+        stages.get(k, {}).get("shipped", "") is None for k in ("int8_search", "tflite_int8_search"))
     digest = rundir.sha256(src.onnx_path) if src.kind == "onnx" else None
     return {
         "schema": 1, "edgekit_version": __version__, "recipe": f"compress {src.name}", "recipe_digest": digest,

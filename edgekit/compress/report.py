@@ -66,22 +66,26 @@ def markdown(res: dict, *, plot: bool = False) -> str:
 
 
 def search_section(res: dict) -> list[str]:
-    """Every int8 candidate tried, in order of cost, with its numbers; then why the winner won."""
+    """Every int8 candidate tried, per format, in order of cost, with its numbers; then why the winner won."""
     cands = res.get("int8_candidates") or []
-    if not cands:
-        return []
-    lines = ["## int8 search (ONNX)", "",
-             "| candidate | remedy | accuracy | agreement | onnxruntime 1T p50 ms | vs fp32 | within budget | "
-             "measured |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for c in cands:
-        lat = f"{c['p50_ms']:.3f}" if c.get("p50_ms") else "—"
-        ratio = f"{c['speed_vs_fp32']:.2f}x" if c.get("speed_vs_fp32") else "—"
-        lines.append(f"| {c['name']} | {c['remedy']} | {_pct(c['accuracy'])} | {_pct(c['top1_agreement'])} | {lat} | "
-                     f"{ratio} | {'yes' if c['passed'] else 'no'} | {c['reason']} |")
-    why = res["stages"].get("int8_search", {}).get("why")
-    if why:
-        lines += ["", f"**Chosen:** {why}."]
-    return [*lines, ""]
+    lines: list[str] = []
+    for fmt, key, runtime in (("onnx", "int8_search", "onnxruntime"), ("tflite", "tflite_int8_search", "litert")):
+        rows = [c for c in cands if c.get("format", "onnx") == fmt]
+        if not rows:
+            continue
+        lines += [f"## int8 search ({'ONNX' if fmt == 'onnx' else 'TFLite'})", "",
+                  f"| candidate | remedy | accuracy | agreement | {runtime} 1T p50 ms | vs fp32 | within budget | "
+                  "measured |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for c in rows:
+            lat = f"{c['p50_ms']:.3f}" if c.get("p50_ms") else "—"
+            ratio = f"{c['speed_vs_fp32']:.2f}x" if c.get("speed_vs_fp32") else "—"
+            lines.append(f"| {c['name']} | {c['remedy']} | {_pct(c['accuracy'])} | {_pct(c['top1_agreement'])} | "
+                         f"{lat} | {ratio} | {'yes' if c['passed'] else 'no'} | {c['reason']} |")
+        why = res["stages"].get(key, {}).get("why")
+        if why:
+            lines += ["", f"**Chosen:** {why}."]
+        lines.append("")
+    return lines
 
 
 def inc_section(res: dict) -> list[str]:

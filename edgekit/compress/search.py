@@ -51,6 +51,7 @@ class Candidate:
     p50_ms: float | None = None
     speed_vs_fp32: float | None = None
     excluded: list[str] = field(default_factory=list)
+    format: str = "onnx"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -244,6 +245,158 @@ def _quant_types(options: dict) -> dict:
             "weight_type": QuantType.QInt8, "calibrate_method": methods[options.get("method", "minmax")],
             "reduce_range": options.get("reduce_range", True),
             "extra_options": {"CalibMovingAverage": False, "QuantizeBias": False}}
+
+
+def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray,
+                gate: Gate, metadata: dict, fp32_tflite: Path | None = None, log=print) -> list[Candidate]:
+    """The same search for full-int8 TFLite.
+
+    Remedies in order: litert-torch's PT2E quantizer per channel (edgekit's default) and per tensor (on the
+    PyTorch ``model``; skipped when it is None), ai-edge-quantizer's static int8 of the fp32 .tflite (min-max
+    calibration), with more calibration samples, then with the 1, 2, 4, 8 most sensitive operators left in
+    float — ranked by the signal-to-noise ratio each loses, measured by ai-edge-quantizer's own validation
+    (float and int8 tensors compared on calibration inputs).
+    """
+    from edgekit.export.tflite import export_tflite
+
+    work.mkdir(parents=True, exist_ok=True)
+    small = calib[:DEFAULT_CALIB]
+    tried: list[Candidate] = []
+
+    def attempt(name: str, remedy: str, samples: np.ndarray, make, **options) -> Candidate:
+        c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(samples)},
+                      path=str(work / f"{name}.tflite"), excluded=list(options.get("float_ops") or []),
+                      format="tflite")
+        t0 = time.perf_counter()
+        try:
+            make(c.path, samples, **options)
+            evaluate(c, x, y, reference, gate)
+        except Exception as exc:  # a remedy that fails is reported; the search goes on
+            c.path, c.passed, c.reason = None, False, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        c.seconds = time.perf_counter() - t0
+        log(f"  {name}: {c.reason} ({'within budget' if c.passed else 'over budget'}, {c.seconds:.1f} s)")
+        tried.append(c)
+        return c
+
+    def pt2e(path, samples, **options):
+        export_tflite(model, samples[:1], path, precision="int8", metadata=metadata, calib=samples,
+                      int8_options=options)
+
+    def aeq(path, samples, float_ops=()):
+        from edgekit.artifact import METADATA_KEY, metadata_json
+        from edgekit.export.tflite import embed_metadata
+
+        data = aeq_static_int8(fp32_tflite.read_bytes(), samples, float_ops=float_ops)
+        text = metadata_json({**metadata, "precision": "int8"}).encode()
+        Path(path).write_bytes(embed_metadata(data, METADATA_KEY, text, compact=True))
+
+    log(f"TFLite int8 search: {len(small)} calibration samples")
+    if model is not None:
+        if attempt("tflite_ptq_per_channel", "plain post-training int8 (litert-torch PT2E, per-channel)", small,
+                   pt2e).passed:
+            return tried
+        if attempt("tflite_ptq_per_tensor", "per-tensor weight scales", small, pt2e, per_channel=False).passed:
+            return tried
+    if fp32_tflite is None or not Path(fp32_tflite).is_file():
+        if model is None:
+            return tried
+        fp32_tflite = work / "fp32.tflite"
+        export_tflite(model, small[:1], fp32_tflite, precision="fp32", metadata=metadata)
+    if attempt("tflite_aeq_minmax", "ai-edge-quantizer static int8 (min-max calibration)", small, aeq).passed:
+        return tried
+    used = small
+    if len(calib) > len(small):
+        used = calib[:MAX_CALIB]
+        if attempt("tflite_aeq_more_calibration", f"{len(used)} calibration samples instead of {len(small)}", used,
+                   aeq).passed:
+            return tried
+    try:
+        ranking = tflite_sensitivity(Path(fp32_tflite), small[:32])
+    except Exception as exc:
+        log(f"  TFLite layer sensitivity not measured: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+        return tried
+    log("  TFLite layer sensitivity (dB of SNR lost, worst first): "
+        + ", ".join(f"{n[:40]} {d:.1f}" for n, d in ranking[:5]))
+    for k in SENSITIVE_STEPS:
+        if k > len(ranking):
+            break
+        names = [n for n, _ in ranking[:k]]
+        if attempt(f"tflite_float_{k}_layers", f"the {k} most sensitive operator(s) left in float: "
+                   + ", ".join(n if len(n) <= 40 else f"{n[:18]}…{n[-18:]}" for n in names), used, aeq,
+                   float_ops=names).passed:
+            break
+    return tried
+
+
+def aeq_static_int8(flatbuffer: bytes, calib: np.ndarray, *, float_ops=()) -> bytes:
+    """ai-edge-quantizer static int8 (int8 weights per channel, int8 activations), calibrated on ``calib``;
+    operators whose output tensor is named in ``float_ops`` stay float."""
+    import re
+
+    from ai_edge_quantizer import qtyping, recipe
+
+    q = _aeq(flatbuffer)
+    q.load_quantization_recipe(recipe.static_wi8_ai8())
+    for name in float_ops:
+        q.update_quantization_recipe(regex=f"^{re.escape(name)};?$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                     algorithm_key="no_quantize")
+    key, input_name = _signature(flatbuffer)
+    result = q.calibrate({key: [{input_name: calib[i: i + 1]} for i in range(len(calib))]}, num_threads=2)
+    return bytes(q.quantize(result, enable_progress_report=False).quantized_model)
+
+
+def _aeq(flatbuffer: bytes):
+    from ai_edge_quantizer import quantizer
+
+    return quantizer.Quantizer(bytearray(flatbuffer))
+
+
+def _signature(flatbuffer: bytes) -> tuple[str, str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    sigs = Interpreter(model_content=flatbuffer).get_signature_list()
+    (key, sig), = sigs.items()
+    (name,) = sig["inputs"]
+    return key, name
+
+
+def tflite_sensitivity(fp32_tflite: Path, calib: np.ndarray) -> list[tuple[str, float]]:
+    """Operators of a float .tflite ranked by the SNR (dB) they lose when the model is quantized to int8.
+
+    ai-edge-quantizer quantizes the model and its validator compares every tensor of the int8 model with the
+    float one on ``calib``; an operator's loss is its inputs' SNR minus its output's. Returns (output tensor name,
+    dB lost), worst first, for operators with weights (convolutions, fully connected).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import recipe
+    from ai_edge_quantizer.utils import validation_utils
+
+    fb = fp32_tflite.read_bytes()
+    q = _aeq(fb)
+    q.load_quantization_recipe(recipe.static_wi8_ai8())
+    key, input_name = _signature(fb)
+    data = {key: [{input_name: calib[i: i + 1]} for i in range(len(calib))]}
+    q.quantize(q.calibrate(data, num_threads=2), enable_progress_report=False)
+    results = q.validate(data, error_metrics=[validation_utils.ValidationErrorMetric.SNR], num_threads=2)
+    snr = {}
+    for name, value in results.get_all_tensor_results().items():
+        v = value.get("snr") if isinstance(value, dict) else value
+        if v is not None and np.isfinite(v):
+            snr[name] = float(v)
+    it = Interpreter(model_content=fb)
+    names = {t["index"]: t["name"] for t in it.get_tensor_details()}
+    ranked = []
+    for op in it._get_ops_details():  # noqa: SLF001 — operators with their tensors
+        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"):
+            continue
+        out = names.get(int(op["outputs"][0]))
+        if out not in snr:
+            continue
+        ins = [snr[names[int(i)]] for i in op["inputs"] if int(i) >= 0 and names.get(int(i)) in snr]
+        upstream = min(ins) if ins else 60.0
+        ranked.append((out, min(upstream, 60.0) - min(snr[out], 60.0)))
+    ranked.sort(key=lambda t: -t[1])
+    return ranked
 
 
 def choose(candidates: list[Candidate]) -> Candidate | None:

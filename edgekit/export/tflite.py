@@ -42,6 +42,7 @@ def export_tflite(
     precision: str,
     metadata: dict,
     calib: np.ndarray | None = None,
+    int8_options: dict | None = None,
 ) -> Artifact:
     """Convert a PyTorch model to a .tflite file with its metadata embedded.
 
@@ -53,6 +54,7 @@ def export_tflite(
         metadata: JSON-able dict stored as the "edgekit" metadata entry; "precision" is set to ``precision``.
         calib: int8 only: float32 calibration samples (M, C, H, W), pre-processed like the model's input;
             a few hundred real samples are plenty.
+        int8_options: int8 only: ``per_channel`` (default True; False: one scale per weight tensor).
 
     Returns:
         ``Artifact(path, "tflite", precision)``.
@@ -93,7 +95,10 @@ def export_tflite(
     # standard layout.
     model = model.eval().to(memory_format=torch.contiguous_format)
     with atomic_path(path) as tmp, _quiet_litert():
-        flatbuffer = _CONVERTERS[precision](model, example, calib)
+        if precision == "int8":
+            flatbuffer = _int8(model, example, calib, **(int8_options or {}))
+        else:
+            flatbuffer = _CONVERTERS[precision](model, example, calib)
         tmp.write_bytes(embed_metadata(flatbuffer, METADATA_KEY, text.encode("utf-8"), compact=True))
     return Artifact(path, "tflite", precision)
 
@@ -138,7 +143,7 @@ def _fp16(model, example: np.ndarray, calib: np.ndarray | None) -> bytes:
     return bytes(q.quantize(enable_progress_report=False).quantized_model)
 
 
-def _int8(model, example: np.ndarray, calib: np.ndarray) -> bytes:
+def _int8(model, example: np.ndarray, calib: np.ndarray, *, per_channel: bool = True) -> bytes:
     import litert_torch
     import torch
     from litert_torch.quantize import pt2e_quantizer
@@ -147,7 +152,7 @@ def _int8(model, example: np.ndarray, calib: np.ndarray) -> bytes:
 
     x = torch.from_numpy(example)
     quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=False)
     )
     graph, batch = _export_for_calibration(torch, model, calib)
     graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
