@@ -194,9 +194,8 @@ def test_int8_of_a_distillation_teacher_is_as_good_as_before_distillation(digits
     import copy
 
     from edgekit.export.tflite import export_tflite
-    from edgekit.train.loop import fit
-
     from edgekit.models import build
+    from edgekit.train.loop import fit
 
     _, x_train, x_test, _ = digits
     datasets = pytest.importorskip("sklearn.datasets")
