@@ -7,7 +7,7 @@ RECIPE ?= recipes/fashion_mnist_resnet8.yaml
 # torch is pinned to a range that the local CPU build satisfies (a wider one pulls a multi-GB CUDA build).
 TORCH  := torch>=2.4,<2.14
 
-.PHONY: help setup system venv device-venv caches run test test-fast test-slow bench lint clean
+.PHONY: help setup system venv device-venv caches onnx2tf-env run test test-fast test-slow bench bench-onnx-tflite lint clean
 
 help:
 	@echo "make run        set up, then run the default recipe ($(RECIPE)) end to end"
@@ -29,6 +29,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[all]"
+	$(BIN)/pip install -q --no-deps "onnx2torch==1.5.15"  # ONNX -> PyTorch; its deps would pull a CUDA torch + torchvision
 	touch $@
 
 # The device side alone: no torch, as on a Raspberry Pi. Tests prove edgekit works there.
@@ -45,8 +46,13 @@ run: setup caches
 
 # Set-up steps that need the package index, so that the tests themselves run offline: the wheelhouse for the
 # loopback deploy and the arm64 Debian packages and wheels for the emulated device check.
-caches: venv
+caches: venv onnx2tf-env
 	$(BIN)/python scripts/wheelhouse.py --arm64
+
+# onnx2tf's own venv (tensorflow 2.19, numpy 1.26 — never in the main one): the fallback ONNX -> TFLite route.
+# Idempotent; about 2 min and 2.4 GiB the first time.
+onnx2tf-env: venv
+	$(BIN)/python scripts/onnx2tf_env.py
 
 test: setup device-venv caches
 	$(BIN)/python -m pytest -q
@@ -61,6 +67,12 @@ bench: setup
 	$(BIN)/python bench/run_all.py
 	$(BIN)/python bench/camera_fps.py
 	$(BIN)/python bench/kws_rtf.py  # the mic demo's real-time factor; MLPerf KWS reference next to it
+	$(BIN)/python bench/compress_third_party.py  # edgekit compress on MLPerf's models beside MLPerf's own int8
+	$(BIN)/python bench/zoo_matrix.py  # the compatibility matrix: 12+ architectures x prune/int8 ONNX/int8 TFLite
+
+# Both ONNX -> TFLite routes on 14 ONNX files (about 45 min on 2 cores): how the default route was chosen.
+bench-onnx-tflite: setup onnx2tf-env
+	$(BIN)/python bench/onnx_tflite_routes.py
 
 lint: venv
 	$(BIN)/ruff check edgekit tests bench scripts
