@@ -11,6 +11,7 @@ import pytest
 
 from edgekit import data
 from edgekit.audio import read_wav, read_wav_rate, resample, write_wav
+from edgekit.data import keywords
 from edgekit.data.keywords import KEYWORDS, LABELS
 from edgekit.errors import DataError
 from edgekit.recipe import DataSpec
@@ -94,16 +95,64 @@ def test_speech_commands_names_what_is_missing(tmp_path):
         data.load(DataSpec(name="speech_commands", root=str(tmp_path)))
 
 
-@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("flite")),
-                    reason="needs Debian espeak-ng and flite (scripts/setup-system.sh)")
-def test_keywords_corpus_is_deterministic_and_holds_out_whole_voices():
-    from edgekit.data import keywords
+KEYWORDS_MISSING = keywords.missing_requirements()
+needs_keywords_tools = pytest.mark.skipif(bool(KEYWORDS_MISSING), reason=f"the keywords corpus needs "
+                                          f"{', '.join(KEYWORDS_MISSING)} (scripts/setup-system.sh)")
 
-    cfg = keywords.Config(seed=3, espeak_voices=4, val_espeak=1, test_espeak=1, takes=1, flite_takes=1)
-    a, b = keywords.synthesize(cfg), keywords.synthesize(cfg)
-    np.testing.assert_array_equal(a["test"][0], b["test"][0])
+
+@needs_keywords_tools
+def test_keywords_corpus_is_deterministic_and_holds_out_whole_voices(tmp_path):
+    cfg = keywords.Config(seed=3, espeak_voices=4, val_espeak=1, test_espeak=1, takes=1, other_takes=1,
+                          other_takes_train=1)
+    mix = keywords.Mix(rooms=4)
+    a = keywords.synthesize(cfg, mix=mix, copies=2)
+    keywords.load_words(tmp_path, cfg)  # speaks the words and caches them
+    words = keywords.load_words(tmp_path, cfg)  # reads the cache
+    assert len(list(tmp_path.glob("words-*.npz"))) == 1
+    for split in keywords.SPLITS:  # speaking, caching and mixing are the same every time for a seed
+        again = keywords.mix_split(words[split], split, seed=3, mix=mix, copies=2 if split == "train" else 1)
+        np.testing.assert_array_equal(a[split][0], again[0])
+    pick = np.array([5, len(words["train"]) + 5, 0])  # copy 1 of word 5 alone is the same clip as in the whole
+    np.testing.assert_array_equal(keywords.mix_split(words["train"], "train", seed=3, mix=mix, pick=pick)[0],
+                                  a["train"][0][pick])
     voices = {s: set(v) for s, (_, _, v) in a.items()}
     assert not voices["train"] & voices["test"] and not voices["train"] & voices["val"]
-    assert "flite:rms" in voices["test"] and "flite:awb" in voices["val"]
+    assert "flite:rms" in voices["test"] and "festival:ked_diphone" in voices["val"]
+    assert {v.split(":")[0] for v in voices["train"]} == {"espeak", "flite", "festival"}
     x, y, _ = a["train"]
+    n = len(y) // 2
     assert x.shape[1] == 16000 and set(np.unique(y)) == set(range(12)) and np.abs(x).max() <= 1.0
+    assert np.array_equal(y[:n], y[n:])  # two clips of every word...
+    assert np.mean([np.allclose(x[i], x[n + i]) for i in range(n)]) == 0  # ...mixed differently
+
+
+@needs_keywords_tools
+def test_keywords_splits_hear_different_rooms_and_recordings():
+    mix = keywords.Mix(rooms=3)
+    sounds = keywords.ambience(0, mix)
+    digests = {s: {hash(x.tobytes()) for x in xs} for s, xs in sounds.items()}
+    assert all(digests.values())
+    assert not digests["train"] & digests["val"] and not digests["train"] & digests["test"]
+    assert not digests["val"] & digests["test"]
+    rirs = {s: keywords.rooms(0, s, mix) for s in keywords.SPLITS}
+    assert all(len(r) == 3 and np.abs(r[0]).max() == 1.0 for r in rirs.values())
+    assert not np.array_equal(rirs["train"][0][:100], rirs["test"][0][:100])
+
+
+def test_a_missing_tts_engine_names_its_debian_packages(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "festival" else f"/usr/bin/{tool}")
+    with pytest.raises(DataError, match="festvox-kdlpc16k") as err:
+        keywords.require_tools()
+    assert "setup-system.sh" in str(err.value) and "espeak" not in str(err.value)
+    assert any("festival" in m for m in keywords.missing_requirements())
+
+
+def test_a_partial_keyword_is_mixed_as_unknown_and_silence_stays_quiet():
+    rng = np.random.default_rng(0)
+    word = tone(0.6)
+    mix = keywords.Mix(warp_fraction=0.0, reverb_fraction=0.0, clean_fraction=1.0)
+    clip, label = keywords.mix_clip(rng, word, keywords.PARTIAL, mix=mix, rirs=[], sounds=[])
+    assert label == LABELS.index("_unknown_")
+    assert 0.25 * len(word) <= np.count_nonzero(clip) <= 0.45 * len(word) + 1  # a fragment of the word
+    quiet, label = keywords.mix_clip(rng, word, keywords.SILENCE, mix=mix, rirs=[], sounds=[])
+    assert label == LABELS.index("_silence_") and np.sqrt(np.mean(quiet ** 2)) < 0.06

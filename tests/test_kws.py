@@ -106,11 +106,12 @@ STREAM_WORDS = ["yes", "stop", "house", "go", "left", "right", "seven", "up", "d
 @pytest.fixture(scope="module")
 def kws_bundle(tmp_path_factory):
     """A DS-CNN keyword bundle trained briefly on the synthesized corpus (cached in .cache/keywords)."""
-    import shutil
-
-    if not (shutil.which("espeak-ng") and shutil.which("flite")):
-        pytest.skip("needs Debian espeak-ng and flite (scripts/setup-system.sh)")
+    from edgekit.data import keywords
     from tests.conftest import RECIPES, ROOT
+
+    missing = keywords.missing_requirements()
+    if missing:
+        pytest.skip(f"the keywords corpus needs {', '.join(missing)} (scripts/setup-system.sh)")
 
     out = tmp_path_factory.mktemp("kws_runs")
     proc = edgekit("run", str(RECIPES / "kws_dscnn.yaml"), "--out", str(out),

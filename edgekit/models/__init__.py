@@ -20,6 +20,14 @@ MODELS.register("fc_autoencoder", "edgekit.models.autoencoder:fc_autoencoder")
 MODELS.register("ds_cnn", "edgekit.models.kws:ds_cnn")
 MODELS.register("gru_kws", "edgekit.models.kws:gru_kws")
 MODELS.register("kwt", "edgekit.models.kws:kwt")
+# The zoo of architectures users deploy; bench/zoo_matrix.py runs each through prune, ONNX, TFLite and parity.
+MODELS.register("mobilenet_v2", "edgekit.models.zoo:mobilenet_v2")
+MODELS.register("mobilenet_v3_small", "edgekit.models.zoo:mobilenet_v3_small")
+MODELS.register("efficientnet_lite0", "edgekit.models.zoo:efficientnet_lite0")
+MODELS.register("resnet18", "edgekit.models.zoo:resnet18")
+MODELS.register("squeezenet", "edgekit.models.zoo:squeezenet")
+MODELS.register("shufflenet_v2", "edgekit.models.zoo:shufflenet_v2")
+MODELS.register("lstm_kws", "edgekit.models.zoo:lstm_kws")
 
 CHECKPOINT_FORMAT = "edgekit-model/1"
 
