@@ -124,7 +124,7 @@ def compress(opts: Options) -> Path:
             except Exception as exc:  # one target that cannot be made is reported, the others still are
                 if isinstance(exc, EdgekitError) and not isinstance(exc, (DataError, ConfigError)):
                     raise
-                reason = str(exc) if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {_first_line(exc)}"
+                reason = str(exc) if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {source.first_line(exc)}"
                 skipped.append({"target": f"{fmt}:{precision}", "name": f"{fmt}_{precision}", "skipped": reason})
                 log(f"{fmt}:{precision} not exported: {reason}")
                 continue
@@ -201,7 +201,7 @@ def _opset_at_least(path: Path, opset: int, work: Path, stages: dict) -> Path:
         converted = version_converter.convert_version(proto, opset)
         onnx.checker.check_model(converted)
     except Exception as exc:
-        stages["opset"] = f"kept opset {current}: converting to {opset} failed ({_first_line(exc)})"
+        stages["opset"] = f"kept opset {current}: converting to {opset} failed ({source.first_line(exc)})"
         log(stages["opset"])
         return path
     out = work / "original_opset.onnx"
@@ -433,7 +433,7 @@ def _torch_of(model_src: source.Source, fp32_onnx: Path, stages: dict):
         return onnx_to_torch(fp32_onnx)
     except Exception as exc:
         stages["tflite_int8_search"] = {"skipped": f"onnx2torch could not rebuild the model in PyTorch "
-                                                   f"({type(exc).__name__}: {_first_line(exc)}); one attempt"}
+                                                   f"({type(exc).__name__}: {source.first_line(exc)}); one attempt"}
         log(stages["tflite_int8_search"]["skipped"])
         return None
 
@@ -499,11 +499,6 @@ def _time_candidates(candidates: list[search.Candidate], fp32_onnx: Path, x: np.
         if c.name in res:
             c.p50_ms = res[c.name]["p50_ms"]
             c.speed_vs_fp32 = c.p50_ms / res["fp32"]["p50_ms"]
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[0] if lines else "")[:200]
 
 
 def _cpu_note() -> str:

@@ -66,13 +66,13 @@ def open_onnx(path: str | Path) -> Source:
     try:
         proto = onnx.load(str(path))
     except Exception as exc:  # protobuf DecodeError, or an external-data file that is missing
-        raise DataError(f"{path}: not a readable ONNX model, truncated or corrupt ({_first_line(exc)})") from None
+        raise DataError(f"{path}: not a readable ONNX model, truncated or corrupt ({first_line(exc)})") from None
     if not proto.graph.node:
         raise DataError(f"{path}: not a readable ONNX model, truncated or corrupt (the graph has no nodes)")
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:
-        raise DataError(f"{path}: invalid ONNX model ({_first_line(exc)})") from None
+        raise DataError(f"{path}: invalid ONNX model ({first_line(exc)})") from None
     _check_runs(path)
     initializers = {i.name for i in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in initializers]
@@ -100,7 +100,7 @@ def _check_runs(path: Path) -> None:
         if op:
             raise DataError(f"{path}: operator '{op.group(1)}' is not supported by "
                             f"onnxruntime {ort.__version__}, so edgekit cannot run, calibrate or verify it") from None
-        raise DataError(f"{path}: onnxruntime cannot load this model ({_first_line(exc)})") from None
+        raise DataError(f"{path}: onnxruntime cannot load this model ({first_line(exc)})") from None
 
 
 def load_torch(spec: str, *, weights: str | Path | None, args: dict | None = None) -> Source:
@@ -178,7 +178,7 @@ def _factory(file: Path, name: str):
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        raise ConfigError(f"{file}: importing it failed ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise ConfigError(f"{file}: importing it failed ({type(exc).__name__}: {first_line(exc)})") from None
     factory = getattr(module, name, None)
     if not callable(factory):
         public = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
@@ -208,7 +208,7 @@ def fix_input_shape(source: Source, sample_shape: tuple[int, ...]) -> None:
             source.torch_model(torch.zeros(want))
     except Exception as exc:
         raise DataError(f"{source.spec}: the model does not accept inputs of shape {_shape(want)} from the data "
-                        f"({type(exc).__name__}: {_first_line(exc)})") from None
+                        f"({type(exc).__name__}: {first_line(exc)})") from None
     source.input_shape = want
 
 
@@ -228,6 +228,7 @@ def _shape(dims) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when there is none), at most 200 chars."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return (lines[0] if lines else type(exc).__name__)[:200]

@@ -697,11 +697,8 @@ def _onnx_rnn(rnn, layout: int, constants: list, dynamic: bool):
     return OnnxRNN()
 
 
-def _onnx2torch_convert(source: _Source, precision: str, calib, meta: dict, out: Path, check_x, work: Path) -> None:
-    import torch
-
-    from edgekit.export.tflite import export_tflite
-
+def _rebuild_in_torch(source: _Source, work: Path):
+    """onnx2torch's GraphModule of the static-shaped model, in eval mode (both onnx2torch users share this)."""
     proto = _static_onnx(source, work)
     with _torchvision_stub():
         import onnx2torch
@@ -711,7 +708,15 @@ def _onnx2torch_convert(source: _Source, precision: str, calib, meta: dict, out:
         _freeze_shapes(gm)
     except Exception as exc:
         raise _RouteFailed(f"onnx2torch: {_first_line(exc)}") from None
-    gm.eval()
+    return gm.eval()
+
+
+def _onnx2torch_convert(source: _Source, precision: str, calib, meta: dict, out: Path, check_x, work: Path) -> None:
+    import torch
+
+    from edgekit.export.tflite import export_tflite
+
+    gm = _rebuild_in_torch(source, work)
     if check_x is not None:
         try:
             with torch.no_grad():
@@ -945,16 +950,11 @@ def onnx_to_torch(onnx_path: str | Path, *, input_shape: Sequence[int] | None = 
     if why:
         raise MissingDependency(f"{onnx_path}: {why}")
     source = _load_source(Path(onnx_path), input_shape)
-    with tempfile.TemporaryDirectory() as tmp:
-        proto = _static_onnx(source, Path(tmp))
-    with _torchvision_stub():
-        import onnx2torch
-    _register_rnn_converters()
     try:
-        gm = onnx2torch.convert(proto)
-        _freeze_shapes(gm)
-    except Exception as exc:
-        raise DataError(f"{onnx_path}: onnx2torch cannot rebuild it ({_first_line(exc)})") from None
+        with tempfile.TemporaryDirectory() as tmp:
+            gm = _rebuild_in_torch(source, Path(tmp))
+    except _RouteFailed as exc:
+        raise DataError(f"{onnx_path}: {exc}") from None
     model = _first_output(gm).eval()
     if check:
         x = _check_inputs(source, None)
