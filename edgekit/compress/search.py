@@ -251,8 +251,8 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
                 gate: Gate, metadata: dict, fp32_tflite: Path | None = None, log=print) -> list[Candidate]:
     """The same search for full-int8 TFLite.
 
-    Remedies in order: litert-torch's PT2E quantizer per channel (edgekit's default) and per tensor (on the
-    PyTorch ``model``; skipped when it is None), ai-edge-quantizer's static int8 of the fp32 .tflite (min-max
+    Remedies in order: litert-torch's PT2E quantizer per channel (edgekit's default), per tensor, and with
+    min-max activation ranges (on the PyTorch ``model``; skipped when it is None), ai-edge-quantizer's static int8 of the fp32 .tflite (min-max
     calibration), with more calibration samples, then with the 1, 2, 4, 8 most sensitive operators left in
     float — ranked by the signal-to-noise ratio each loses, measured by ai-edge-quantizer's own validation
     (float and int8 tensors compared on calibration inputs).
@@ -296,6 +296,9 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
                    pt2e).passed:
             return tried
         if attempt("tflite_ptq_per_tensor", "per-tensor weight scales", small, pt2e, per_channel=False).passed:
+            return tried
+        if attempt("tflite_ptq_minmax", "min-max activation ranges instead of histogram (keeps the tails)", small,
+                   pt2e, activation_observer="minmax").passed:
             return tried
     if fp32_tflite is None or not Path(fp32_tflite).is_file():
         if model is None:

@@ -143,7 +143,8 @@ def _fp16(model, example: np.ndarray, calib: np.ndarray | None) -> bytes:
     return bytes(q.quantize(enable_progress_report=False).quantized_model)
 
 
-def _int8(model, example: np.ndarray, calib: np.ndarray, *, per_channel: bool = True) -> bytes:
+def _int8(model, example: np.ndarray, calib: np.ndarray, *, per_channel: bool = True,
+          activation_observer: str = "histogram") -> bytes:
     import litert_torch
     import torch
     from litert_torch.quantize import pt2e_quantizer
@@ -151,9 +152,8 @@ def _int8(model, example: np.ndarray, calib: np.ndarray, *, per_channel: bool = 
     from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
     x = torch.from_numpy(example)
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=False)
-    )
+    quantizer = _mean_rescaling_quantizer(pt2e_quantizer.PT2EQuantizer)().set_global(
+        _int8_config(per_channel, activation_observer))
     graph, batch = _export_for_calibration(torch, model, calib)
     graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
     with torch.no_grad():
@@ -165,6 +165,59 @@ def _int8(model, example: np.ndarray, calib: np.ndarray, *, per_channel: bool = 
     graph = move_exported_model_to_eval(graph)
     converted = litert_torch.convert(graph, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
     return bytes(converted.model_content())
+
+
+ACTIVATION_OBSERVERS = ("minmax", "histogram")
+
+
+def _int8_config(per_channel: bool, activation_observer: str):
+    """litert-torch's symmetric int8 config, with the activation ranges taken by ``activation_observer``.
+
+    litert-torch observes activations with a HistogramObserver, which picks the range that minimises the
+    L2 quantization error over the calibration histogram and so clips the tail. That is right for hidden
+    activations with rare outliers but wrong for logits, whose tail is the answer: on the keywords DS-CNN
+    it capped the logits at +6.5 while they reached 11.6, and int8 accuracy fell from 86.5 % to 65.1 %.
+    "minmax" keeps the whole calibrated range, as TensorFlow's own converter does.
+    """
+    import dataclasses
+
+    from litert_torch.quantize import pt2e_quantizer
+    from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
+
+    if activation_observer not in ACTIVATION_OBSERVERS:
+        raise ConfigError(f"TFLite int8: activation_observer must be one of {', '.join(ACTIVATION_OBSERVERS)}, "
+                          f"not {activation_observer!r}")
+    config = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=False)
+    observer = {"minmax": MinMaxObserver, "histogram": HistogramObserver}[activation_observer]
+    act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=observer.with_args(eps=2**-12))
+    return dataclasses.replace(config, input_activation=act, output_activation=act)
+
+
+def _mean_rescaling_quantizer(base):
+    """litert-torch's PT2E quantizer, except that a mean (global average pooling) gets its own output range.
+
+    litert-torch makes a mean share its input's quantization, as it must for AVERAGE_POOL_2D. But a global
+    mean shrinks the range a lot: on the keywords DS-CNN the last feature map spans [0, 21] while its mean
+    spans [0, 2.4], so the pooled features kept about 5 of their 8 bits and int8 accuracy fell from 86.5 %
+    to 13-65 %. TFLite's MEAN kernel requantizes between its input and output scales, so the output can be
+    observed on its own at no cost; ONNX Runtime's QDQ export does the same for GlobalAveragePool.
+    """
+    import torch
+    from litert_torch.quantize.pt2e_quantizer_utils import get_output_act_qspec
+
+    means = (torch.ops.aten.mean.dim, torch.ops.aten.mean.default, torch.ops.aten.adaptive_avg_pool2d.default,
+             torch.ops.aten._adaptive_avg_pool2d.default)
+
+    class MeanRescalingQuantizer(base):
+        def annotate(self, model):
+            model = super().annotate(model)
+            for node in model.graph.nodes:
+                annotation = node.meta.get("quantization_annotation")
+                if node.op == "call_function" and node.target in means and annotation is not None:
+                    annotation.output_qspec = get_output_act_qspec(self.global_config)
+            return model
+
+    return MeanRescalingQuantizer
 
 
 def _export_for_calibration(torch, model, calib: np.ndarray):

@@ -21,7 +21,7 @@ import torch
 from edgekit.errors import ConfigError
 from edgekit.train.distributed import World
 
-AUGMENTATIONS = ("hflip", "crop")
+AUGMENTATIONS = ("hflip", "crop", "specaugment")
 
 
 def per_rank_batch(batch_size: int, world: World) -> int:
@@ -47,7 +47,12 @@ def epoch_indices(order: torch.Tensor, steps: int, batch_size: int, world: World
 
 
 class Augment:
-    """Random horizontal flips and padded random crops, drawn per global batch from the loop's generator.
+    """Random horizontal flips, padded random crops and SpecAugment masks, drawn per global batch from the
+    loop's generator.
+
+    "specaugment" (Park et al., 2019) is for spectrogram-like inputs (N, C, time, features): it zeroes one
+    random band of up to a sixth of the time frames and one of up to a fifth of the feature bins per sample,
+    so a keyword model cannot lean on one frame or one coefficient that a new voice or room changes.
 
     The draws for a whole global batch are made on every rank and each rank keeps its shard of them,
     so the augmentation of a sample does not depend on the number of processes.
@@ -60,9 +65,10 @@ class Augment:
         self.flip = "hflip" in names
         self.crop = "crop" in names and padding > 0
         self.padding = padding
+        self.mask = "specaugment" in names
 
     def __bool__(self) -> bool:
-        return self.flip or self.crop
+        return self.flip or self.crop or self.mask
 
     def draw(self, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         """Random parameters for ``n`` samples (one global batch)."""
@@ -71,6 +77,8 @@ class Augment:
             params["flip"] = torch.rand(n, generator=gen) < 0.5
         if self.crop:
             params["shift"] = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=gen)
+        if self.mask:  # fractions, scaled to the batch's shape when applied: (time start, width, feature start, width)
+            params["mask"] = torch.rand(n, 4, generator=gen)
         return params
 
     def __call__(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -88,7 +96,21 @@ class Augment:
             batch = torch.arange(n, device=x.device)[:, None, None, None]
             chan = torch.arange(c, device=x.device)[None, :, None, None]
             x = padded[batch, chan, rows, cols]  # one gather: every sample its own crop window
+        if "mask" in params:
+            x = x * _band_masks(params["mask"].to(x.device), x.shape[2], x.shape[3]).to(x.dtype)
         return x
+
+
+def _band_masks(draws: torch.Tensor, frames: int, bins: int) -> torch.Tensor:
+    """(N, 1, frames, bins) masks of ones with one time band and one feature band zeroed per sample."""
+    def band(start, width, size, widest):
+        w = (width * (widest + 1)).floor()  # 0..widest
+        s = (start * (size - w + 1)).floor()
+        pos = torch.arange(size, device=draws.device)[None, :]
+        return (pos < s[:, None]) | (pos >= (s + w)[:, None])  # True = kept
+    keep_t = band(draws[:, 0], draws[:, 1], frames, max(1, frames // 6))
+    keep_f = band(draws[:, 2], draws[:, 3], bins, max(1, bins // 5))
+    return (keep_t[:, None, :, None] & keep_f[:, None, None, :])
 
 
 class Batches:
