@@ -67,3 +67,28 @@ def test_unknown_model_and_bad_args():
         build("resnet-8")
     with pytest.raises(ConfigError, match="model.args for 'resnet8'"):
         build("resnet8", {"channels": 3})
+
+
+def test_a_model_torch_pruning_cannot_handle_is_left_untouched_with_a_config_error():
+    """KWT's attention heads break torch-pruning: a clear ConfigError, and the model is exactly as before."""
+    torch.manual_seed(0)
+    model = build("kwt", {"num_classes": 12}).eval()
+    x = torch.randn(2, 1, 49, 10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        out = model(x)
+    with pytest.raises(ConfigError, match="torch-pruning could not prune KWT"):
+        prune(model, x[:1], macs_ratio=0.5)
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    with torch.no_grad():
+        assert torch.equal(model(x), out)
+
+
+def test_an_unreachable_target_restores_the_model():
+    model = build("resnet8", ARGS).eval()
+    x = torch.randn(1, 1, 28, 28)
+    dense = count(model, x)
+    with pytest.raises(ConfigError, match="reached only"):
+        prune(model, x, macs_ratio=0.1, max_steps=1)
+    assert count(model, x) == dense

@@ -316,7 +316,12 @@ def _prune(src, calib, ev, gate, opts, work, stages):
     teacher = src.torch_model
     student = copy.deepcopy(teacher).eval()
     example = torch.from_numpy(calib.x[:1])
-    res = prune(student, example, macs_ratio=opts.prune)
+    try:
+        res = prune(student, example, macs_ratio=opts.prune)
+    except ConfigError as exc:  # a model torch-pruning cannot handle: the rest of the job goes on without it
+        stages["prune"] = {"skipped": str(exc)}
+        log(f"prune skipped: {exc}")
+        return None
     with torch.no_grad():
         soft = np.concatenate([teacher(torch.from_numpy(calib.x[i:i + 256])).numpy()
                                for i in range(0, len(calib.x), 256)])

@@ -7,6 +7,7 @@ zero weights. Pruning proceeds in small steps until the MACs fall to the target 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -58,13 +59,36 @@ def prune(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, round_t
         A PruneResult with the dense and pruned MACs and parameter counts.
 
     Raises:
-        ConfigError: when the target cannot be reached (for example a model with nothing prunable).
+        ConfigError: when the target cannot be reached (for example a model with nothing prunable) or
+            torch-pruning fails on the model; ``model`` is then left exactly as it was.
     """
     tp = require("torch_pruning", extra="train", why="structured pruning")
     model.eval()
     dense_macs, dense_params = count(model, example)
     if macs_ratio >= 1.0:
         return PruneResult(dense_macs, dense_params, dense_macs, dense_params, 0)
+    backup = copy.deepcopy(model)  # torch-pruning edits layers in place: a failure must not leave half a model
+    try:
+        return _prune_steps(tp, model, example, macs_ratio=macs_ratio, round_to=round_to, importance=importance,
+                            max_steps=max_steps, global_pruning=global_pruning, dense=(dense_macs, dense_params))
+    except ConfigError:
+        _restore(model, backup)
+        raise
+    except Exception as exc:  # torch-pruning's own failures (attention heads, channel shuffles, RNNs)
+        _restore(model, backup)
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"torch-pruning could not prune {type(model).__name__} ({type(exc).__name__}: {detail}); "
+                          "the model is left as it was: turn pruning off (prune.enabled=false, or no --prune)") from exc
+
+
+def _restore(model: nn.Module, backup: nn.Module) -> None:
+    """Put ``model`` back to ``backup``'s layers (the same object, so callers' references stay valid)."""
+    model.__dict__.update(backup.__dict__)
+
+
+def _prune_steps(tp, model, example, *, macs_ratio, round_to, importance, max_steps, global_pruning,
+                 dense) -> PruneResult:
+    dense_macs, dense_params = dense
     with torch.no_grad():
         n_out = model(example).shape[1]
     # The layers that produce the logits keep their width: their channels are the classes.
