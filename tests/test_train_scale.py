@@ -112,7 +112,7 @@ def test_warmup_as_long_as_training_is_rejected():
 def test_recipe_rejects_unknown_schedule_and_augmentation():
     with pytest.raises(ConfigError, match="must be one of onecycle, cosine, step"):
         recipe.load(RECIPES / "digits_resnet8.yaml", ["train.schedule=cosin"])
-    with pytest.raises(ConfigError, match="'flip' must be one of hflip, crop. Did you mean 'hflip'"):
+    with pytest.raises(ConfigError, match="'flip' must be one of hflip, crop, specaugment. Did you mean 'hflip'"):
         recipe.load(RECIPES / "digits_resnet8.yaml", ["train.augment=[flip]"])
 
 
@@ -131,6 +131,26 @@ def test_crop_shifts_each_sample_inside_its_zero_padding():
     assert torch.equal(out[0], x[0])
     assert out[1, 0, :2].abs().sum() == 0 and torch.equal(out[1, 0, 2:, 2:], x[1, 0, :2, :2])
     assert torch.equal(out[2, 0, :3], x[2, 0, 1:]) and out[2, 0, 3].abs().sum() == 0
+
+
+def test_specaugment_zeroes_one_time_band_and_one_feature_band_per_sample():
+    x = torch.ones(64, 1, 49, 10)
+    aug = Augment(["specaugment"])
+    out = aug(x, aug.draw(64, torch.Generator().manual_seed(0)))
+    for sample in out[:, 0]:
+        dead_rows = (sample == 0).all(1).nonzero().flatten()  # time frames wiped across every feature
+        dead_cols = (sample == 0).all(0).nonzero().flatten()  # feature bins wiped across every frame
+        for band, widest in ((dead_rows, 49 // 6), (dead_cols, 10 // 5)):
+            assert len(band) <= widest  # never more than a sixth of the frames or a fifth of the bins
+            if len(band):
+                assert band.max() - band.min() + 1 == len(band)  # one contiguous band
+        kept = torch.ones(49, 10, dtype=torch.bool)
+        kept[dead_rows] = False
+        kept[:, dead_cols] = False
+        assert torch.equal(sample == 1, kept)  # everything else untouched
+    assert 0.05 < (out == 0).float().mean() < 0.3
+    with pytest.raises(ConfigError, match="specaugmentt"):
+        Augment(["specaugmentt"])
 
 
 def test_augmentation_of_a_sample_does_not_depend_on_the_number_of_ranks():
