@@ -248,7 +248,7 @@ def cmd_demo_mic(args) -> int:
     from edgekit.demos.mic import listen, print_detection, spot_wav
 
     opts = dict(artifact=args.artifact, runtime=args.runtime, threads=args.threads, hop_ms=args.hop_ms,
-                threshold=args.threshold)
+                threshold=args.threshold, smooth=args.smooth)
     if args.wav:
         detections, stats = spot_wav(args.bundle, args.wav, **opts)
         for d in detections:
@@ -513,8 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--wav", metavar="FILE", help="read this WAV file instead of the microphone")
     dp.add_argument("--json", action="store_true", help="one JSON line per detection: keyword, confidence, time_s")
     dp.add_argument("--hop-ms", type=float, default=200.0, help="window step in ms, 100-500 (default: 200)")
-    dp.add_argument("--threshold", type=float, default=0.6,
-                    help="smoothed keyword posterior that counts as a detection (default: 0.6)")
+    dp.add_argument("--threshold", type=float, default=0.7,
+                    help="smoothed keyword posterior that counts as a detection (default: 0.7; lower finds more "
+                         "keywords and more false ones)")
+    dp.add_argument("--smooth", type=int, default=3,
+                    help="posteriors of this many consecutive windows are averaged per decision (default: 3)")
     dp.add_argument("--threads", type=int, default=1, help="runtime threads (default: 1)")
     dp.add_argument("--artifact", help="artifact name in the bundle (default: the fastest runnable one)")
     dp.add_argument("--runtime", help="runtime name (default: the first installed one for the artifact)")

@@ -5,8 +5,8 @@ Streaming path (the same for ``--wav FILE`` and the live microphone; only the so
 1. samples arrive in blocks of any size and go into a 1 s ring buffer (zeros before the first second);
 2. every ``hop_ms`` (default 200 ms) the last second is turned into the bundle's MFCC input
    (:func:`edgekit.preprocess.apply` with the manifest's spec) and run through one artifact;
-3. posteriors are smoothed by averaging the last ``smooth`` windows (default 2: averaging more lets a
-   short word's peak sink below the threshold);
+3. posteriors are smoothed by averaging the last ``smooth`` windows (default 3, with ``threshold`` 0.7: chosen
+   on validation voices, see KeywordSpotter; more smoothing lets a short word's peak sink below the threshold);
 4. peak picking: while the smoothed posterior of one keyword stays at or above ``threshold``, the
    windows form one event; when it ends, the event's peak is reported once (keyword, confidence,
    time of the peak window's end). A second event within ``refractory_ms`` of the last detection is dropped.
@@ -70,12 +70,14 @@ class KeywordSpotter:
         threads: runtime threads.
         hop_ms: window step in milliseconds (100-500).
         smooth: posteriors averaged per decision.
-        threshold: smoothed keyword posterior that opens an event.
+        threshold: smoothed keyword posterior that opens an event. The defaults (3 windows, 0.7) were chosen on
+            the keywords corpus's validation voices, never the test voices: among the settings with at most one
+            false detection per minute there, the one that found the most keywords in order.
         refractory_ms: minimum time between two detections.
     """
 
     def __init__(self, bundle, *, artifact: str | None = None, runtime: str | None = None, threads: int = 1,
-                 hop_ms: float = 200.0, smooth: int = 2, threshold: float = 0.6, refractory_ms: float = 500.0):
+                 hop_ms: float = 200.0, smooth: int = 3, threshold: float = 0.7, refractory_ms: float = 500.0):
         from edgekit.bundle import Bundle, load_bundle
         from edgekit.demos.camera import choose
 
