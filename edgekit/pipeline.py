@@ -276,36 +276,14 @@ def export_all(recipe: Recipe, run_dir: Path, student, teacher, splits, calib: n
 def verify_all(recipe: Recipe, artifacts: list[Artifact], x: np.ndarray, y: np.ndarray,
                references: dict[str, np.ndarray], baseline_accuracy: float) -> list[dict]:
     """Run each artifact on the held-out split on every installed runtime; judge it against the budget."""
-    from edgekit.runtime import open_session, runtimes_for
-    from edgekit.verify import judge, parity
+    from edgekit.verify import check_artifacts, judge
 
-    entries = []
-    for art in artifacts:
-        runtimes = runtimes_for(art.path)
-        if not runtimes:
-            raise CheckFailed(f"{art.path}: no runtime installed for {art.format}")
-        per_runtime = {}
-        for rt in runtimes:
-            session = open_session(art.path, runtime=rt, threads=2)
-            out = session.run(x)
-            per_runtime[rt] = parity(references[art.role], out, y)
-        first = per_runtime[runtimes[0]]
-        verdicts = [judge(art.name, art.precision, rep, baseline_accuracy=baseline_accuracy,
-                          budget=recipe.verify.budget, fp32_tolerance=recipe.verify.fp32_tolerance)
-                    for rep in per_runtime.values()]
-        passed = all(v.passed for v in verdicts)
-        reason = "; ".join(f"{rt}: {v.reason}" for rt, v in zip(per_runtime, verdicts, strict=True) if not v.passed)
-        log(f"verified {art.name}: accuracy {first.accuracy:.4f}, agreement {first.top1_agreement:.4f}, "
-            f"max abs diff {first.max_abs_diff:.2e} -> {'ok' if passed else 'FAILED: ' + reason}")
-        entries.append({
-            "name": art.name, "role": art.role, "path": str(art.path), "format": art.format,
-            "precision": art.precision, "size_bytes": art.path.stat().st_size, "sha256": rundir.sha256(art.path),
-            "accuracy": first.accuracy, "top1_agreement": first.top1_agreement,
-            "max_abs_diff": first.max_abs_diff, "mean_abs_diff": first.mean_abs_diff, "cosine": first.cosine,
-            "parity": {rt: asdict(rep) for rt, rep in per_runtime.items()},
-            "passed": passed, "verdict": reason or "within budget", "latency": {},
-        })
-    return entries
+    def judge_one(art: Artifact, rep) -> tuple[bool, str]:
+        v = judge(art.name, art.precision, rep, baseline_accuracy=baseline_accuracy, budget=recipe.verify.budget,
+                  fp32_tolerance=recipe.verify.fp32_tolerance)
+        return v.passed, v.reason
+
+    return check_artifacts(artifacts, x, y, lambda art: references[art.role], judge_one, log=log)
 
 
 def bench_all(recipe: Recipe, entries: list[dict], sample: np.ndarray) -> None:

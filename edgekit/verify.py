@@ -92,6 +92,56 @@ def judge(name: str, precision: str, report: ParityReport, *, baseline_accuracy:
     return Verdict(name, not problems, "; ".join(problems) or "within budget")
 
 
+def check_artifacts(artifacts, x: np.ndarray, y: np.ndarray | None, reference_of, judge_one, log=print) -> list[dict]:
+    """Run each artifact on ``x`` on every installed runtime, compare with its reference and judge it.
+
+    The loop that ``edgekit run`` and ``edgekit compress`` share; they differ only in the gate.
+
+    Args:
+        artifacts: edgekit.artifact.Artifact objects (files on disk).
+        reference_of: ``reference_of(artifact)`` -> the reference outputs on ``x`` it must match.
+        judge_one: ``judge_one(artifact, report)`` -> (passed, reason) for one runtime's ParityReport.
+
+    Returns:
+        One results.json entry per artifact (parity per runtime, the verdict, an empty ``latency`` for bench).
+
+    Raises:
+        CheckFailed: no runtime is installed for an artifact's format.
+    """
+    from dataclasses import asdict
+
+    from edgekit import rundir
+    from edgekit.errors import CheckFailed
+    from edgekit.runtime import open_session, runtimes_for
+
+    entries = []
+    for art in artifacts:
+        runtimes = runtimes_for(art.path)
+        if not runtimes:
+            raise CheckFailed(f"{art.path}: no runtime installed for {art.format}")
+        per_runtime = {rt: parity(reference_of(art), open_session(art.path, runtime=rt, threads=2).run(x), y)
+                       for rt in runtimes}
+        first = per_runtime[runtimes[0]]
+        problems = []
+        for rt, rep in per_runtime.items():
+            ok, reason = judge_one(art, rep)
+            if not ok:
+                problems.append(f"{rt}: {reason}")
+        log(f"verified {art.name}: "
+            + (f"accuracy {first.accuracy:.4f}, " if first.accuracy is not None else "")
+            + f"agreement {first.top1_agreement:.4f}, max abs diff {first.max_abs_diff:.2e} -> "
+            + (f"FAILED: {'; '.join(problems)}" if problems else "ok"))
+        entries.append({
+            "name": art.name, "role": art.role, "path": str(art.path), "format": art.format,
+            "precision": art.precision, "size_bytes": art.path.stat().st_size, "sha256": rundir.sha256(art.path),
+            "accuracy": first.accuracy, "top1_agreement": first.top1_agreement,
+            "max_abs_diff": first.max_abs_diff, "mean_abs_diff": first.mean_abs_diff, "cosine": first.cosine,
+            "parity": {rt: asdict(rep) for rt, rep in per_runtime.items()},
+            "passed": not problems, "verdict": "; ".join(problems) or "within budget", "latency": {},
+        })
+    return entries
+
+
 def verify_artifacts(paths: list[str], *, reference: str | None = None, data: str | None = None,
                      recipe: str | None = None, budget: float = 0.01, limit: int | None = None
                      ) -> list[tuple[str, ParityReport, str]]:
