@@ -34,6 +34,21 @@ class CheckFailed(EdgekitError):
         self.run_dir = run_dir
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when there is none), at most 200 chars.
+
+    For one-line reasons in logs and reports; ``str(exc).splitlines()[0]`` fails on an empty message.
+    """
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def describe(exc: BaseException) -> str:
+    """``"TypeName: first line"`` (or just the type name when there is no message): a failure in one line."""
+    line = first_line(exc)
+    return type(exc).__name__ if line == type(exc).__name__ else f"{type(exc).__name__}: {line}"
+
+
 def close_matches(word: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or an empty string."""
     found = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.errors import first_line
+
 QDQ = ("QuantizeLinear", "DequantizeLinear")
 COMPUTE = ("Conv", "Gemm", "MatMul", "ConvTranspose", "Add", "Mul", "AveragePool", "GlobalAveragePool", "MaxPool",
            "Relu", "Clip", "Sigmoid", "HardSwish", "Softmax", "LSTM", "GRU")
@@ -121,7 +123,7 @@ def facts(path: str | Path, fmt: str, reference_ops: collections.Counter) -> dic
     try:
         return onnx_facts(path, reference_ops) if fmt == "onnx" else tflite_facts(path, reference_ops)
     except Exception as exc:
-        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
+        return {"error": f"{type(exc).__name__}: {first_line(exc)[:160]}"}
 
 
 def verdict(entry: dict, fp32: dict | None, cpu_note: str) -> str:

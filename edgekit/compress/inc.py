@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from edgekit.errors import ConfigError, close_matches, require
+from edgekit.errors import ConfigError, close_matches, first_line, require
 
 # The static int8 choices INC 3.x offers on a CPU through PT2E, in trial order: per-channel weights first (the
 # accurate ones), INC's own default at the head. "kl" is INC's name for torch's HistogramObserver (it minimizes
@@ -358,7 +358,7 @@ def _latency(torch, float_model, q_model, sample, *, compiled: bool, rounds: int
                     how = "compiled"
                 except Exception as exc:  # no C++ compiler, an inductor bug: time eager and say so
                     fns = {"float": float_model, "int8": q_model}
-                    how = f"eager (compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+                    how = f"eager (compile failed: {type(exc).__name__}: {first_line(exc)[:120]})"
             for f in fns.values():
                 for _ in range(warmup):
                     f(sample)

@@ -26,7 +26,7 @@ import numpy as np
 from edgekit import rundir
 from edgekit.artifact import Artifact, model_metadata
 from edgekit.compress import diagnose, samples, search, source
-from edgekit.errors import CheckFailed, ConfigError, DataError, EdgekitError
+from edgekit.errors import CheckFailed, ConfigError, DataError, EdgekitError, describe, first_line
 
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -124,7 +124,7 @@ def compress(opts: Options) -> Path:
             except Exception as exc:  # one target that cannot be made is reported, the others still are
                 if isinstance(exc, EdgekitError) and not isinstance(exc, (DataError, ConfigError)):
                     raise
-                reason = str(exc) if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {source.first_line(exc)}"
+                reason = str(exc) if isinstance(exc, EdgekitError) else f"{describe(exc)}"
                 skipped.append({"target": f"{fmt}:{precision}", "name": f"{fmt}_{precision}", "skipped": reason})
                 log(f"{fmt}:{precision} not exported: {reason}")
                 continue
@@ -201,7 +201,7 @@ def _opset_at_least(path: Path, opset: int, work: Path, stages: dict) -> Path:
         converted = version_converter.convert_version(proto, opset)
         onnx.checker.check_model(converted)
     except Exception as exc:
-        stages["opset"] = f"kept opset {current}: converting to {opset} failed ({source.first_line(exc)})"
+        stages["opset"] = f"kept opset {current}: converting to {opset} failed ({first_line(exc)})"
         log(stages["opset"])
         return path
     out = work / "original_opset.onnx"
@@ -438,7 +438,7 @@ def _torch_of(model_src: source.Source, fp32_onnx: Path, stages: dict):
         return onnx_to_torch(fp32_onnx)
     except Exception as exc:
         stages["tflite_int8_search"] = {"skipped": f"onnx2torch could not rebuild the model in PyTorch "
-                                                   f"({type(exc).__name__}: {source.first_line(exc)}); one attempt"}
+                                                   f"({describe(exc)}); one attempt"}
         log(stages["tflite_int8_search"]["skipped"])
         return None
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import ConfigError, DataError
+from edgekit.errors import ConfigError, DataError, first_line
 
 
 @dataclass
@@ -126,7 +126,7 @@ def _npy(path: Path) -> Samples:
     try:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: unreadable .npy ({str(exc).splitlines()[0][:160]})") from None
+        raise DataError(f"{path}: unreadable .npy ({first_line(exc)[:160]})") from None
     return Samples(_inputs(x, path), None, str(path))
 
 
@@ -135,7 +135,7 @@ def _npz(path: Path) -> Samples:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: unreadable .npz ({str(exc).splitlines()[0][:160]})") from None
+        raise DataError(f"{path}: unreadable .npz ({first_line(exc)[:160]})") from None
     key = next((k for k in ("x", "inputs", "input", "data") if k in arrays), None)
     if key is None:
         raise DataError(f"{path}: no input array: expected a key 'x' (inputs) and optionally 'y' (labels); "

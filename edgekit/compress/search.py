@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.errors import describe
 from edgekit.verify import parity
 
 DEFAULT_CALIB = 256  # samples the first attempts calibrate on
@@ -109,16 +110,8 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
     def attempt(name: str, remedy: str, samples: np.ndarray, source: Path = fp32_path, **options) -> Candidate:
         c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(samples)},
                       path=str(work / f"{name}.onnx"), excluded=list(options.get("nodes_to_exclude") or []))
-        t0 = time.perf_counter()
-        try:
-            quantize_onnx(source, c.path, samples, metadata=metadata, **options)
-            evaluate(c, x, y, reference, gate)
-        except Exception as exc:  # one failing remedy must not end the search; its reason is reported
-            c.path, c.passed, c.reason = None, False, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-        c.seconds = time.perf_counter() - t0
-        log(f"  {name}: {c.reason} ({'within budget' if c.passed else 'over budget'}, {c.seconds:.1f} s)")
-        tried.append(c)
-        return c
+        return _run(c, lambda: quantize_onnx(source, c.path, samples, metadata=metadata, **options), tried, x=x, y=y,
+                    reference=reference, gate=gate, log=log)
 
     log(f"int8 search: {len(small)} calibration samples, {len(x)} evaluation samples")
     attempt("ptq_minmax_per_channel", "plain post-training int8 (edgekit's default)", small)
@@ -142,8 +135,7 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
     except Exception as exc:  # without a ranking this remedy cannot be tried; say why and go on
         ranking = []
         tried.append(Candidate(name="ptq_float_layers", remedy="the most sensitive layers left in float", options={},
-                               reason=f"sensitivity not measured: {type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0][:160]}"))
+                               reason=f"sensitivity not measured: {describe(exc)}"))
         log(f"  layer sensitivity not measured: {tried[-1].reason}")
     for k in SENSITIVE_STEPS:
         if k > len(ranking):
@@ -162,7 +154,7 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
             qat_fp32 = qat()
         except Exception as exc:
             tried.append(Candidate(name="qat", remedy="quantization-aware training", options={},
-                                   reason=f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
+                                   reason=f"failed: {describe(exc)}",
                                    seconds=time.perf_counter() - t0))
         else:
             attempt("qat", "quantization-aware training, then int8 of the fine-tuned weights", small, source=qat_fp32)
@@ -178,6 +170,23 @@ def score(c: Candidate) -> float:
 
 def _options_of(c: Candidate) -> dict:
     return {k: v for k, v in c.options.items() if k not in ("calibration_samples", "nodes_to_exclude")}
+
+
+def _run(c: Candidate, make, tried: list[Candidate], *, x, y, reference, gate, log) -> Candidate:
+    """Build candidate ``c`` with ``make()``, evaluate it against the budget and record it in ``tried``.
+
+    A remedy that raises is recorded as failed with its reason; the search goes on (both ladders share this).
+    """
+    t0 = time.perf_counter()
+    try:
+        make()
+        evaluate(c, x, y, reference, gate)
+    except Exception as exc:
+        c.path, c.passed, c.reason = None, False, f"failed: {describe(exc)}"
+    c.seconds = time.perf_counter() - t0
+    log(f"  {c.name}: {c.reason} ({'within budget' if c.passed else 'over budget'}, {c.seconds:.1f} s)")
+    tried.append(c)
+    return c
 
 
 def sensitivity(fp32_path: Path, work: Path, *, calib: np.ndarray, options: dict, log=print) -> list[tuple[str, float]]:
@@ -267,16 +276,8 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
         c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(samples)},
                       path=str(work / f"{name}.tflite"), excluded=list(options.get("float_ops") or []),
                       format="tflite")
-        t0 = time.perf_counter()
-        try:
-            make(c.path, samples, **options)
-            evaluate(c, x, y, reference, gate)
-        except Exception as exc:  # a remedy that fails is reported; the search goes on
-            c.path, c.passed, c.reason = None, False, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-        c.seconds = time.perf_counter() - t0
-        log(f"  {name}: {c.reason} ({'within budget' if c.passed else 'over budget'}, {c.seconds:.1f} s)")
-        tried.append(c)
-        return c
+        return _run(c, lambda: make(c.path, samples, **options), tried, x=x, y=y, reference=reference, gate=gate,
+                    log=log)
 
     def pt2e(path, samples, **options):
         export_tflite(model, samples[:1], path, precision="int8", metadata=metadata, calib=samples,
@@ -316,7 +317,7 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
     try:
         ranking = tflite_sensitivity(Path(fp32_tflite), small[:32])
     except Exception as exc:
-        log(f"  TFLite layer sensitivity not measured: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+        log(f"  TFLite layer sensitivity not measured: {describe(exc)}")
         return tried
     log("  TFLite layer sensitivity (dB of SNR lost, worst first): "
         + ", ".join(f"{n[:40]} {d:.1f}" for n, d in ranking[:5]))

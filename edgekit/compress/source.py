@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.artifact import METADATA_KEY
-from edgekit.errors import ConfigError, DataError, require
+from edgekit.errors import ConfigError, DataError, describe, first_line, require
 
 
 @dataclass
@@ -178,7 +178,7 @@ def _factory(file: Path, name: str):
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        raise ConfigError(f"{file}: importing it failed ({type(exc).__name__}: {first_line(exc)})") from None
+        raise ConfigError(f"{file}: importing it failed ({describe(exc)})") from None
     factory = getattr(module, name, None)
     if not callable(factory):
         public = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
@@ -208,7 +208,7 @@ def fix_input_shape(source: Source, sample_shape: tuple[int, ...]) -> None:
             source.torch_model(torch.zeros(want))
     except Exception as exc:
         raise DataError(f"{source.spec}: the model does not accept inputs of shape {_shape(want)} from the data "
-                        f"({type(exc).__name__}: {first_line(exc)})") from None
+                        f"({describe(exc)})") from None
     source.input_shape = want
 
 
@@ -228,7 +228,3 @@ def _shape(dims) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
 
 
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (its type name when there is none), at most 200 chars."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:200]

@@ -80,7 +80,16 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.artifact import METADATA_KEY, PRECISIONS, Artifact, metadata_json
-from edgekit.errors import ConfigError, DataError, EdgekitError, MissingDependency, close_matches, require
+from edgekit.errors import (
+    ConfigError,
+    DataError,
+    EdgekitError,
+    MissingDependency,
+    close_matches,
+    describe,
+    first_line,
+    require,
+)
 from edgekit.rundir import atomic_path, scratch
 
 ONNX2TF_REQUIREMENTS = ("onnx2tf==1.29.24",)  # pins tensorflow 2.19.0, numpy 1.26.4, onnx 1.19.1, onnxsim 0.4.36
@@ -233,8 +242,7 @@ def _load_source(path: Path, input_shape: Sequence[int] | None) -> _Source:
         proto = onnx.load_model(str(path), load_external_data=False)
         onnx.checker.check_model(proto)
     except Exception as exc:  # protobuf DecodeError, onnx ValidationError, ...: all mean "not a usable model"
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: not a readable ONNX model ({reason})") from None
+        raise DataError(f"{path}: not a readable ONNX model ({first_line(exc)[:160]})") from None
     g = proto.graph
     if not len(g.node) or not len(g.output):
         raise DataError(f"{path}: not a readable ONNX model (empty graph)")
@@ -311,12 +319,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = next((s.strip() for s in text.splitlines() if s.strip()), "")
-    return f"{type(exc).__name__}: {line[:200]}" if line else type(exc).__name__
-
-
 # --- route onnx2torch: ONNX -> torch.fx (onnx2torch) -> TFLite (litert-torch) ---------------------------------
 
 
@@ -375,7 +377,7 @@ def _static_onnx(source: _Source, work: Path):
         try:
             proto = version_converter.convert_version(proto, ONNX2TORCH_MAX_OPSET)
         except Exception as exc:
-            raise _RouteFailed(f"cannot lower opset {opset} to {ONNX2TORCH_MAX_OPSET}: {_first_line(exc)}") from None
+            raise _RouteFailed(f"cannot lower opset {opset} to {ONNX2TORCH_MAX_OPSET}: {describe(exc)}") from None
     consts = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
     for node in proto.graph.node:
         if node.op_type == "Reshape":
@@ -414,7 +416,7 @@ def _fold(onnx, source: _Source, work: Path, *, keep_batch: bool):
         ort.InferenceSession(str(fixed), options, providers=["CPUExecutionProvider"],
                              disabled_optimizers=_ORT_DISABLED)
     except Exception as exc:
-        raise _RouteFailed(f"onnxruntime cannot load it: {_first_line(exc)}") from None
+        raise _RouteFailed(f"onnxruntime cannot load it: {describe(exc)}") from None
     return onnx.load_model(str(folded))
 
 
@@ -707,7 +709,7 @@ def _rebuild_in_torch(source: _Source, work: Path):
         gm = onnx2torch.convert(proto)
         _freeze_shapes(gm)
     except Exception as exc:
-        raise _RouteFailed(f"onnx2torch: {_first_line(exc)}") from None
+        raise _RouteFailed(f"onnx2torch: {describe(exc)}") from None
     return gm.eval()
 
 
@@ -723,7 +725,7 @@ def _onnx2torch_convert(source: _Source, precision: str, calib, meta: dict, out:
                 got = np.concatenate([_first(gm(torch.from_numpy(check_x[i : i + 1]))).numpy()
                                       for i in range(len(check_x))])
         except Exception as exc:
-            raise _RouteFailed(f"the torch model from onnx2torch does not run: {_first_line(exc)}") from None
+            raise _RouteFailed(f"the torch model from onnx2torch does not run: {describe(exc)}") from None
         _compare(source, got, check_x, FP32_TOLERANCE, "the torch model from onnx2torch")
     example = np.zeros(source.input_shape, np.float32)
     try:
@@ -731,7 +733,7 @@ def _onnx2torch_convert(source: _Source, precision: str, calib, meta: dict, out:
     except EdgekitError:
         raise
     except Exception as exc:
-        raise _RouteFailed(f"litert-torch: {_first_line(exc)}") from None
+        raise _RouteFailed(f"litert-torch: {describe(exc)}") from None
 
 
 def _first(y):
@@ -882,7 +884,7 @@ def _onnx2tf_convert(source: _Source, precision: str, calib, meta: dict, out: Pa
     except EdgekitError:
         raise
     except Exception as exc:
-        raise _RouteFailed(f"ai-edge-quantizer ({precision}): {_first_line(exc)}") from None
+        raise _RouteFailed(f"ai-edge-quantizer ({precision}): {describe(exc)}") from None
     text = metadata_json(meta)
     with atomic_path(out) as tmp:
         tmp.write_bytes(embed_metadata(flatbuffer, METADATA_KEY, text.encode("utf-8"), compact=True))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekit.errors import DataError, require
+from edgekit.errors import DataError, first_line, require
 from edgekit.registry import Registry
 
 MODELS = Registry("model")
@@ -97,7 +97,7 @@ def load_weights_only(path: Path, *, what: str):
     except pickle.UnpicklingError:
         reason = "corrupt, truncated, or it holds pickled objects other than tensors, which edgekit never loads"
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        reason = f"{type(exc).__name__}: {first_line(exc)[:160]}"
     raise DataError(f"{path}: unreadable {what} ({reason})")
 
 
@@ -109,7 +109,7 @@ def load_checkpoint(path: str | Path):
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
-        raise DataError(f"{path}: weights do not fit model '{payload['model']}': {str(exc).splitlines()[0]}") from None
+        raise DataError(f"{path}: weights do not fit model '{payload['model']}': {first_line(exc)}") from None
     return model
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.artifact import METADATA_KEY
-from edgekit.errors import DataError
+from edgekit.errors import DataError, first_line
 from edgekit.runtime import Runtime, Session, parse_metadata
 
 LITERT = Runtime(
@@ -109,7 +109,7 @@ def _open(path: Path, runtime: str, interpreter_cls, threads: int) -> TfliteSess
         it = interpreter_cls(model_path=str(path), num_threads=threads)
         it.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise DataError(f"{path}: {runtime} cannot load it: {str(exc).strip().splitlines()[0]}") from None
+        raise DataError(f"{path}: {runtime} cannot load it: {first_line(exc)}") from None
     return TfliteSession(path, runtime, it, meta)
 
 

@@ -264,7 +264,7 @@ def _save(path, epoch, model, opt, sched, scaler, gen, best, history) -> None:
 
 
 def _restore(path, model, opt, sched, scaler, gen):
-    from edgekit.errors import DataError
+    from edgekit.errors import DataError, first_line
     from edgekit.models import load_weights_only
 
     state = load_weights_only(path, what="training state (delete it to start over)")
@@ -281,5 +281,5 @@ def _restore(path, model, opt, sched, scaler, gen):
             torch.cuda.set_rng_state_all(state["cuda_rng"])
     except Exception as exc:
         raise DataError(f"{path}: cannot resume from this training state ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:200]}); delete it to start over") from None
+                        f"{first_line(exc)}); delete it to start over") from None
     return state["epoch"], (state["best_accuracy"], state["best_model"]), state["history"]
