@@ -161,8 +161,10 @@ def _int8(model, example: np.ndarray, calib: np.ndarray, *, per_channel: bool = 
             graph(torch.from_numpy(np.ascontiguousarray(calib[i : i + batch])))
     # fold_quantize=False keeps float weights + quantize ops; the LiteRT converter folds them to int8.
     graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
-    # The graph was traced from an eval-mode model; mark it so (exported modules refuse .eval()).
+    # The graph was traced from an eval-mode model; mark it so (exported modules refuse .eval()). The flag
+    # itself stays True, and litert-torch warns "converted in training mode" on every int8 export without it.
     graph = move_exported_model_to_eval(graph)
+    graph.training = False
     converted = litert_torch.convert(graph, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
     return bytes(converted.model_content())
 
