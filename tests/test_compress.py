@@ -169,3 +169,18 @@ def test_all_black_calibration_is_warned_and_fails_the_gate_instead_of_shipping(
     res = json.loads((out / "results.json").read_text())
     assert not res["passed"] and res["calibration_warnings"] and res["stages"]["int8_search"]["shipped"] is None
     assert len(res["int8_candidates"]) >= 6  # every remedy was tried before giving up
+
+
+def test_tflite_calibration_leaves_no_progress_bar_in_a_log(tmp_path, capfd):
+    """ai-edge-quantizer's tqdm bar has no switch; in a log file its updates piled up ~6 KB per candidate."""
+    pytest.importorskip("ai_edge_quantizer")
+    from edgekit.export.tflite import export_tflite
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3),
+                                torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 4)).eval()
+    x = np.random.default_rng(0).normal(size=(60, 1, 8, 8)).astype(np.float32)
+    export_tflite(model, x[:1], tmp_path / "m.tflite", precision="fp32", metadata={})
+    capfd.readouterr()
+    data = search.aeq_static_int8((tmp_path / "m.tflite").read_bytes(), x)  # 60 samples x ops: > 100 bar steps
+    assert data[4:8] == b"TFL3"
+    assert "Running Calibration" not in capfd.readouterr().err

@@ -19,8 +19,11 @@ ships: the best attempt is kept under ``rejected/`` for inspection and the run f
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -345,8 +348,32 @@ def aeq_static_int8(flatbuffer: bytes, calib: np.ndarray, *, float_ops=()) -> by
         q.update_quantization_recipe(regex=f"^{re.escape(name)};?$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                      algorithm_key="no_quantize")
     key, input_name = _signature(flatbuffer)
-    result = q.calibrate({key: [{input_name: calib[i: i + 1]} for i in range(len(calib))]}, num_threads=2)
+    with _calibration_bar_on_terminals_only():
+        result = q.calibrate({key: [{input_name: calib[i: i + 1]} for i in range(len(calib))]}, num_threads=2)
     return bytes(q.quantize(result, enable_progress_report=False).quantized_model)
+
+
+@contextlib.contextmanager
+def _calibration_bar_on_terminals_only() -> Iterator[None]:
+    """ai-edge-quantizer draws a tqdm bar for every calibration and has no switch for it. On a terminal it
+    disappears when done; in a log file its carriage-return updates left ~6 KB per candidate. So when
+    stderr is not a terminal the bar is turned off for the duration of the call."""
+    from ai_edge_quantizer.utils import progress_utils
+
+    if sys.stderr.isatty():
+        yield
+        return
+    cls = progress_utils.ProgressBar
+    original = cls.__init__
+
+    def quiet(self, total_steps, description="", disappear_on_finish=False, enable=None):
+        original(self, total_steps, description, disappear_on_finish, enable=False)
+
+    cls.__init__ = quiet
+    try:
+        yield
+    finally:
+        cls.__init__ = original
 
 
 def _aeq(flatbuffer: bytes):
@@ -380,7 +407,8 @@ def tflite_sensitivity(fp32_tflite: Path, calib: np.ndarray) -> list[tuple[str, 
     q.load_quantization_recipe(recipe.static_wi8_ai8())
     key, input_name = _signature(fb)
     data = {key: [{input_name: calib[i: i + 1]} for i in range(len(calib))]}
-    q.quantize(q.calibrate(data, num_threads=2), enable_progress_report=False)
+    with _calibration_bar_on_terminals_only():
+        q.quantize(q.calibrate(data, num_threads=2), enable_progress_report=False)
     results = q.validate(data, error_metrics=[validation_utils.ValidationErrorMetric.SNR], num_threads=2)
     snr = {}
     for name, value in results.get_all_tensor_results().items():
