@@ -10,7 +10,10 @@ import torch
 from torch import nn
 
 
-class _Block(nn.Module):
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers and a skip (a strided 1x1 conv-BN projection when the shape changes); ResNet-8's
+    stacks and the zoo's ResNet-18 are built of it."""
+
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
@@ -32,9 +35,9 @@ class ResNet8(nn.Module):
         super().__init__()
         w1, w2, w3 = widths
         self.stem = nn.Sequential(nn.Conv2d(in_channels, w1, 3, 1, 1, bias=False), nn.BatchNorm2d(w1), nn.ReLU())
-        self.stack1 = _Block(w1, w1, 1)
-        self.stack2 = _Block(w1, w2, 2)
-        self.stack3 = _Block(w2, w3, 2)
+        self.stack1 = BasicBlock(w1, w1, 1)
+        self.stack2 = BasicBlock(w1, w2, 2)
+        self.stack3 = BasicBlock(w2, w3, 2)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(w3, num_classes)
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgekit.models.resnet import BasicBlock
+
 
 def make_divisible(v: float, divisor: int = 8) -> int:
     """Round a channel count to a multiple of ``divisor``, never below 90 % of ``v`` (TF reference rule)."""
@@ -273,24 +275,6 @@ def efficientnet_lite0(
 
 
 # --- ResNet-18 (He et al., 2016) ----------------------------------------------------------------------------------
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers and a skip (a strided 1x1 conv-BN projection when the shape changes)."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = None
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
-        return torch.relu(y + (x if self.shortcut is None else self.shortcut(x)))
 
 
 class ResNet18(nn.Module):
