@@ -261,7 +261,7 @@ def make_zoo(out: Path, only: set[str] | None = None) -> list[Case]:
 
 
 def evaluate(case: Case, route: str, precision: str, work: Path, *, n: int = 64) -> Row:
-    from edgekit.errors import EdgekitError
+    from edgekit.errors import EdgekitError, first_line
     from edgekit.export.onnx_tflite import onnx_to_tflite
     from edgekit.runtime import open_session
 
@@ -285,7 +285,7 @@ def evaluate(case: Case, route: str, precision: str, work: Path, *, n: int = 64)
     try:
         got = open_session(art.path, runtime="litert").run(x)
     except Exception as exc:  # a file that does not run is not converted
-        row.converted, row.reason = False, f"does not run: {str(exc).splitlines()[0][:80]}"
+        row.converted, row.reason = False, f"does not run: {first_line(exc)[:80]}"
         return row
     if got.shape != ref.shape:
         row.converted, row.reason = False, f"output shape {list(got.shape)} != ONNX {list(ref.shape)}"

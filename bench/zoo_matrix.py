@@ -322,9 +322,10 @@ class Judge:
 
 
 def reason(exc: BaseException) -> str:
-    """The exception's type and first line, shortened."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    """The exception's type and first line (edgekit.errors.describe), shortened for a matrix cell."""
+    from edgekit.errors import describe
+
+    text = describe(exc)
     return text if len(text) <= 180 else text[:177] + "..."
 
 
