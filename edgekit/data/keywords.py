@@ -529,16 +529,18 @@ def synthesize(cfg: Config, *, mix: Mix = Mix(), copies: int = 1, workers: int =
     Raises:
         DataError: a TTS engine, sox or sonic-pi-samples missing or failing.
     """
-    words = speak_words(cfg, workers=workers)
-    sounds = ambience(cfg.seed, mix)
-    return {s: mix_split(words[s], s, seed=cfg.seed, mix=mix, copies=copies if s == "train" else 1,
-                         sounds=sounds[s]) for s in SPLITS}
+    return _mix_splits(speak_words(cfg, workers=workers), cfg, mix, copies)
 
 
 def load_corpus(root: str | Path | None, cfg: Config = Config(), *, mix: Mix = Mix(), copies: int = 1
                 ) -> dict[str, tuple[np.ndarray, np.ndarray, list]]:
     """The mixed clips of every split, {split: (waves, labels, voices)}; the spoken words are cached under ``root``."""
-    words = load_words(root, cfg)
+    return _mix_splits(load_words(root, cfg), cfg, mix, copies)
+
+
+def _mix_splits(words: dict[str, Words], cfg: Config, mix: Mix, copies: int
+                ) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+    """Every split mixed: ``copies`` clips of each training word, one of each validation and test word."""
     sounds = ambience(cfg.seed, mix)
     return {s: mix_split(words[s], s, seed=cfg.seed, mix=mix, copies=copies if s == "train" else 1,
                          sounds=sounds[s]) for s in SPLITS}
