@@ -124,7 +124,7 @@ def compress(opts: Options) -> Path:
             except Exception as exc:  # one target that cannot be made is reported, the others still are
                 if isinstance(exc, EdgekitError) and not isinstance(exc, (DataError, ConfigError)):
                     raise
-                reason = str(exc) if isinstance(exc, EdgekitError) else f"{describe(exc)}"
+                reason = str(exc) if isinstance(exc, EdgekitError) else describe(exc)
                 skipped.append({"target": f"{fmt}:{precision}", "name": f"{fmt}_{precision}", "skipped": reason})
                 log(f"{fmt}:{precision} not exported: {reason}")
                 continue

@@ -64,7 +64,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import io
 import json
@@ -90,7 +89,7 @@ from edgekit.errors import (
     first_line,
     require,
 )
-from edgekit.rundir import atomic_path, scratch
+from edgekit.rundir import atomic_path, scratch, sha256
 
 ONNX2TF_REQUIREMENTS = ("onnx2tf==1.29.24",)  # pins tensorflow 2.19.0, numpy 1.26.4, onnx 1.19.1, onnxsim 0.4.36
 ONNX2TF_TIMEOUT = 900  # seconds for one onnx2tf run; a ResNet-8 takes ~10 s, TensorFlow's import ~5 s of it
@@ -192,7 +191,7 @@ def onnx_to_tflite(
             raise DataError(f"{onnx_path}: calibration samples have shape {list(calib.shape)}, "
                             f"the model input is {list(source.input_shape)}")
     check_x = _check_inputs(source, calib) if check else None
-    before = _sha256(onnx_path)
+    before = sha256(onnx_path)
     base = dict(metadata) if metadata is not None else (source.metadata or _input_metadata(source))
     names = list(ROUTES) if route == "auto" else [route]
     notes: list[str] = []
@@ -218,7 +217,7 @@ def onnx_to_tflite(
             notes.append(f"{name} failed: {exc}")
             continue
         finally:
-            if _sha256(onnx_path) != before:  # never expected: every route reads a private copy
+            if sha256(onnx_path) != before:  # never expected: every route reads a private copy
                 raise DataError(f"{onnx_path}: the file changed during conversion (route {name})")
         return Artifact(path, "tflite", precision, notes=(f"route: {name}", *notes))
     if all(" skipped: " in n for n in notes):
@@ -313,10 +312,6 @@ def _check_tflite(source: _Source, tflite: Path, x: np.ndarray, tolerance: float
     except EdgekitError as exc:
         raise _RouteFailed(f"the .tflite does not run ({exc})") from None
     _compare(source, got, x, tolerance, "the .tflite")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # --- route onnx2torch: ONNX -> torch.fx (onnx2torch) -> TFLite (litert-torch) ---------------------------------
