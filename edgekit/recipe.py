@@ -22,6 +22,7 @@ import yaml
 from edgekit.errors import ConfigError, close_matches
 
 SCHEMA_VERSION = 1
+AUGMENTATIONS = ("hflip", "crop", "specaugment")  # train.augment names; edgekit.train.batches.Augment applies them
 
 
 def _check(lo: float | None = None, hi: float | None = None, choices: tuple | None = None) -> dict:
@@ -61,7 +62,7 @@ class TrainSpec:
     warmup_epochs: float = field(default=0.0, metadata=_check(0.0, 1000.0))  # linear warm-up (onecycle: 0 = 25 %)
     step_epochs: int = field(default=30, metadata=_check(1, 10_000))  # schedule=step: epochs between lr drops
     step_gamma: float = field(default=0.1, metadata=_check(0.0, 1.0))  # schedule=step: lr factor at each drop
-    augment: list = field(default_factory=list, metadata=_check(choices=("hflip", "crop", "specaugment")))  # per batch; [] = none
+    augment: list = field(default_factory=list, metadata=_check(choices=AUGMENTATIONS))  # per batch; [] = none
     crop_padding: int = field(default=4, metadata=_check(0, 64))  # pixels of zero padding around a random crop
     device: str = field(default="auto", metadata=_check(choices=("auto", "cpu", "cuda")))
     amp: bool = True  # mixed precision, used only on CUDA

@@ -19,9 +19,8 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from edgekit.errors import ConfigError
+from edgekit.recipe import AUGMENTATIONS
 from edgekit.train.distributed import World
-
-AUGMENTATIONS = ("hflip", "crop", "specaugment")
 
 
 def per_rank_batch(batch_size: int, world: World) -> int:
