@@ -354,7 +354,8 @@ def _fit_args(recipe: Recipe) -> dict:
     t = recipe.train
     return dict(batch_size=t.batch_size, momentum=t.momentum, weight_decay=t.weight_decay,
                 label_smoothing=t.label_smoothing, seed=t.seed, device=t.device, amp=t.amp, amp_dtype=t.amp_dtype,
-                compile=t.compile, prefetch=t.prefetch, augment=list(t.augment), crop_padding=t.crop_padding)
+                compile=t.compile, prefetch=t.prefetch, augment=list(t.augment), crop_padding=t.crop_padding,
+                ema=t.ema)
 
 
 def train_stage(recipe: Recipe, run_dir: Path, train_xy, val_xy) -> None:

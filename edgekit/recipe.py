@@ -64,6 +64,7 @@ class TrainSpec:
     step_gamma: float = field(default=0.1, metadata=_check(0.0, 1.0))  # schedule=step: lr factor at each drop
     augment: list = field(default_factory=list, metadata=_check(choices=AUGMENTATIONS))  # per batch; [] = none
     crop_padding: int = field(default=4, metadata=_check(0, 64))  # pixels of zero padding around a random crop
+    ema: float = field(default=0.0, metadata=_check(0.0, 0.99999))  # weight averaging decay per step; 0 = off
     device: str = field(default="auto", metadata=_check(choices=("auto", "cpu", "cuda")))
     amp: bool = True  # mixed precision, used only on CUDA
     amp_dtype: str = field(default="auto", metadata=_check(choices=("auto", "bf16", "fp16")))  # auto = bf16 if native

@@ -46,9 +46,10 @@ class Interrupt(Exception):
     pass
 
 
-def test_resume_after_interruption_gives_the_same_weights(digits, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema", [0.0, 0.9], ids=["raw-weights", "weight-average"])
+def test_resume_after_interruption_gives_the_same_weights(digits, tmp_path, monkeypatch, ema):
     train, val = digits
-    kwargs = dict(epochs=3, batch_size=64, lr=0.05, seed=3)
+    kwargs = dict(epochs=3, batch_size=64, lr=0.05, seed=3, ema=ema)
     straight = fresh_model()
     loop.fit(straight, train, val, **kwargs)
 
@@ -73,6 +74,49 @@ def test_resume_after_interruption_gives_the_same_weights(digits, tmp_path, monk
     assert res.resumed_from == 1
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_ema_keeps_the_moving_average_of_every_steps_weights(digits):
+    """With ema=d the weights kept are e_1 = w_1, e_k = d_k * e_(k-1) + (1 - d_k) * w_k over the weights w_k
+    after each optimizer step, with d_k = min(d, k / (k + 9)) warming up; the steps themselves are the same
+    as without averaging."""
+    train, val = digits
+    decay, kwargs = 0.8, dict(epochs=1, batch_size=128, lr=0.05, seed=1)
+
+    def linear():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(train[0].shape[1:])), 10))
+
+    seen = []  # the weights each step starts from: w_0 (the initial ones), w_1, ...
+
+    def recording_loss(model):
+        def loss(out, xb, yb):
+            seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            return torch.nn.functional.cross_entropy(out, yb)
+        return loss
+
+    raw = linear()
+    loop.fit(raw, train, val, loss_fn=recording_loss(raw), **kwargs)
+    steps = seen[1:] + [raw.state_dict()]  # w_1 .. w_n
+    expected = dict(steps[0])
+    for n, w in enumerate(steps[1:], start=1):
+        d = min(decay, (1 + n) / (10 + n))
+        expected = {k: d * expected[k] + (1 - d) * w[k] for k in w}
+
+    averaged = linear()
+    loop.fit(averaged, train, val, ema=decay, loss_fn=lambda out, xb, yb: torch.nn.functional.cross_entropy(out, yb),
+             **kwargs)
+    assert len(steps) > 5
+    for k, v in averaged.state_dict().items():
+        torch.testing.assert_close(v, expected[k])
+        assert not torch.allclose(v, raw.state_dict()[k])  # the average, not the last step
+
+
+def test_ema_outside_0_1_is_a_config_error(digits):
+    from edgekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.ema"):
+        loop.fit(build("resnet8", ARGS), *digits, epochs=1, batch_size=64, lr=0.05, ema=1.0)
 
 
 def test_corrupt_resume_state_is_a_clear_error(digits, tmp_path):
