@@ -184,3 +184,25 @@ def test_tflite_calibration_leaves_no_progress_bar_in_a_log(tmp_path, capfd):
     data = search.aeq_static_int8((tmp_path / "m.tflite").read_bytes(), x)  # 60 samples x ops: > 100 bar steps
     assert data[4:8] == b"TFL3"
     assert "Running Calibration" not in capfd.readouterr().err
+
+
+def test_tflite_search_ends_with_quantization_aware_training_when_nothing_else_passes(tmp_path):
+    """The most expensive remedy comes last: QAT of the PyTorch model, distilled from itself on the
+    calibration samples, evaluated and reported like every other candidate."""
+    pytest.importorskip("litert_torch")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 4)).eval()
+    rng = np.random.default_rng(0)
+    calib, x = rng.normal(size=(64, 3, 8, 8)).astype(np.float32), rng.normal(size=(32, 3, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    impossible = search.Gate(budget=-1.0, baseline_accuracy=None)  # nothing passes: every remedy is tried
+    tried = search.tflite_int8(model, tmp_path, calib=calib, x=x, y=None, reference=reference, gate=impossible,
+                               metadata={}, log=lambda m: None, mirror_axis=3)
+    names = [c.name for c in tried]
+    assert names[:3] == ["tflite_ptq_per_channel", "tflite_ptq_per_tensor", "tflite_ptq_minmax"]
+    qat = tried[-1]
+    assert qat.name == "tflite_qat" and "mirror images" in qat.remedy
+    assert qat.top1_agreement is not None and qat.top1_agreement > 0.8, qat  # measured, and a working model
+    assert not qat.passed and Path(qat.path).is_file()

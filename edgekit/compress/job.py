@@ -115,7 +115,8 @@ def compress(opts: Options) -> Path:
                     art = _ship_int8(winner, found, path, out, opts.budget, stages)
                 elif fmt == "tflite" and precision == "int8" and (net := _torch_of(model_src, fp32_onnx, stages)):
                     found = search.tflite_int8(net, work / "tflite_candidates", calib=calib.x, x=ev.x, y=ev.y,
-                                               reference=reference, gate=gate, metadata=meta, log=log)
+                                               reference=reference, gate=gate, metadata=meta, log=log,
+                                               mirror_axis=calib.mirror_axis)
                     candidates += found
                     winner_t = search.choose(found)
                     art = _ship_int8(winner_t, found, path, out, opts.budget, stages, fmt="tflite")

@@ -35,9 +35,11 @@ class Samples:
     source: str
     labels: list[str] | None = None
     note: str = ""
+    mirror_axis: int | None = None  # images: the width axis, along which a mirrored sample is still a sample
 
     def take(self, idx) -> Samples:
-        return Samples(self.x[idx], None if self.y is None else self.y[idx], self.source, self.labels, self.note)
+        return Samples(self.x[idx], None if self.y is None else self.y[idx], self.source, self.labels, self.note,
+                       self.mirror_axis)
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,9 @@ def load(spec: str, *, input_shape: list[int] | None, pixels: Pixels = Pixels(),
     files, labels = [files[i] for i in picked], (None if labels is None else labels[picked])
     if files[0].suffix.lower() == ".wav":
         x, note = _wavs(files, input_shape, metadata or {})
-    else:
-        x, note = _images(files, input_shape, pixels, metadata or {})
-    return Samples(x, labels, str(path), names, note)
+        return Samples(x, labels, str(path), names, note)
+    x, note = _images(files, input_shape, pixels, metadata or {})
+    return Samples(x, labels, str(path), names, note, mirror_axis=3 if image_layout(input_shape) == "NCHW" else 2)
 
 
 def _listing(root: Path) -> tuple[list[Path], np.ndarray | None, list[str] | None]:

@@ -9,7 +9,9 @@ calibration). When none is within the budget, the remedies escalate:
    signal-to-quantization-noise ratio (dB) from its inputs to its output when the whole model is quantized
    (onnxruntime's ``qdq_loss_debug`` matches float and QDQ activations) — and the 1, 2, 4, 8 worst are kept
    in float, one attempt each,
-3. quantization-aware training, for PyTorch models with labelled data (edgekit can train those).
+3. quantization-aware training: TFLite int8 fine-tunes the PyTorch model (the user's, or onnx2torch's
+   rebuild of an ONNX file) under fake quantization with the original as its teacher, on the calibration
+   samples, so it needs no labels (``edgekit.export.tflite._quantization_aware_training``).
 
 Every candidate is measured: accuracy (or top-1 agreement with the original when there are no labels) on
 the evaluation data, and latency side by side with fp32. Among the candidates within the budget the fastest
@@ -35,6 +37,7 @@ from edgekit.verify import parity
 DEFAULT_CALIB = 256  # samples the first attempts calibrate on
 MAX_CALIB = 2048  # "more calibration samples" uses up to this many
 SENSITIVE_STEPS = (1, 2, 4, 8)  # layers kept in float, one attempt each
+QAT_EPOCHS, QAT_LR = 10, 1e-5  # TFLite quantization-aware fine-tuning: passes over the calibration samples
 PASS_THROUGH = ("Relu", "Clip", "LeakyRelu", "HardSwish", "HardSigmoid", "Sigmoid", "BatchNormalization", "Identity")
 
 
@@ -260,14 +263,17 @@ def _quant_types(options: dict) -> dict:
 
 
 def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray,
-                gate: Gate, metadata: dict, fp32_tflite: Path | None = None, log=print) -> list[Candidate]:
-    """The same search for full-int8 TFLite.
+                gate: Gate, metadata: dict, fp32_tflite: Path | None = None, log=print,
+                mirror_axis: int | None = None) -> list[Candidate]:
+    """The same search for full-int8 TFLite; ``mirror_axis`` (images: the width axis) lets QAT also train on
+    mirrored calibration samples.
 
     Remedies in order: litert-torch's PT2E quantizer per channel (edgekit's default), per tensor, and with
     min-max activation ranges (on the PyTorch ``model``; skipped when it is None), ai-edge-quantizer's static int8 of the fp32 .tflite (min-max
     calibration), with more calibration samples, then with the 1, 2, 4, 8 most sensitive operators left in
     float — ranked by the signal-to-noise ratio each loses, measured by ai-edge-quantizer's own validation
-    (float and int8 tensors compared on calibration inputs).
+    (float and int8 tensors compared on calibration inputs) — and last, the most expensive, quantization-aware
+    training of ``model`` (skipped when it is None).
     """
     from edgekit.export.tflite import export_tflite
 
@@ -304,24 +310,36 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
         if attempt("tflite_ptq_minmax", "min-max activation ranges instead of histogram (keeps the tails)", small,
                    pt2e, activation_observer="minmax").passed:
             return tried
-    if fp32_tflite is None or not Path(fp32_tflite).is_file():
-        if model is None:
-            return tried
+    if (fp32_tflite is None or not Path(fp32_tflite).is_file()) and model is not None:
         fp32_tflite = work / "fp32.tflite"
         export_tflite(model, small[:1], fp32_tflite, precision="fp32", metadata=metadata)
-    if attempt("tflite_aeq_minmax", "ai-edge-quantizer static int8 (min-max calibration)", small, aeq).passed:
+    if fp32_tflite is not None and Path(fp32_tflite).is_file() and _aeq_ladder(attempt, aeq, Path(fp32_tflite),
+                                                                               calib, small, log):
         return tried
+    if model is not None:
+        mirrored = " and their mirror images" if mirror_axis is not None else ""
+        attempt("tflite_qat", f"quantization-aware training: {QAT_EPOCHS} passes over the calibration samples"
+                f"{mirrored} under int8 fake quantization, the original model as teacher", calib[:MAX_CALIB], pt2e,
+                qat_epochs=QAT_EPOCHS, qat_lr=QAT_LR, qat_mirror_axis=mirror_axis)
+    return tried
+
+
+def _aeq_ladder(attempt, aeq, fp32_tflite: Path, calib: np.ndarray, small: np.ndarray, log) -> bool:
+    """ai-edge-quantizer's remedies on the fp32 .tflite: min-max int8, more samples, sensitive operators left
+    in float. True as soon as one passes."""
+    if attempt("tflite_aeq_minmax", "ai-edge-quantizer static int8 (min-max calibration)", small, aeq).passed:
+        return True
     used = small
     if len(calib) > len(small):
         used = calib[:MAX_CALIB]
         if attempt("tflite_aeq_more_calibration", f"{len(used)} calibration samples instead of {len(small)}", used,
                    aeq).passed:
-            return tried
+            return True
     try:
-        ranking = tflite_sensitivity(Path(fp32_tflite), small[:32])
+        ranking = tflite_sensitivity(fp32_tflite, small[:32])
     except Exception as exc:
         log(f"  TFLite layer sensitivity not measured: {describe(exc)}")
-        return tried
+        return False
     log("  TFLite layer sensitivity (dB of SNR lost, worst first): "
         + ", ".join(f"{n[:40]} {d:.1f}" for n, d in ranking[:5]))
     for k in SENSITIVE_STEPS:
@@ -331,8 +349,8 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
         if attempt(f"tflite_float_{k}_layers", f"the {k} most sensitive operator(s) left in float: "
                    + ", ".join(n if len(n) <= 40 else f"{n[:18]}…{n[-18:]}" for n in names), used, aeq,
                    float_ops=names).passed:
-            break
-    return tried
+            return True
+    return False
 
 
 def aeq_static_int8(flatbuffer: bytes, calib: np.ndarray, *, float_ops=()) -> bytes:
