@@ -55,7 +55,11 @@ onnx2tf-env: venv
 	$(BIN)/python scripts/onnx2tf_env.py
 
 test: setup device-venv caches
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not third_party"
+
+# MLPerf Tiny's person detector through `edgekit compress` on real photos (~6 min): CI runs it once, after `make test`.
+test-third-party: setup caches
+	$(BIN)/python -m pytest -q -m third_party
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

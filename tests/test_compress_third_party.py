@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import edgekit
 from tests.third_party import mlperf_onnx, real_images
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.third_party]
 
 
 def test_mlperf_person_detector_compresses_to_int8_onnx_and_tflite_with_99_percent_agreement(tmp_path):
