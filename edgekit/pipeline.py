@@ -68,9 +68,22 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
     train_xy, val_xy, test_xy = splits.tensors("train"), splits.tensors("val"), splits.tensors("test")
     model_args = dict(recipe.model.args)
 
-    # 1. train the full model: the fp32 reference and the teacher
+    # 1. train the full model: the fp32 reference and the teacher (with distill.teachers > 1, more of it,
+    #    trained the same way from other seeds, whose mean is the distillation teacher)
     train_stage(recipe, run_dir, train_xy, val_xy)
     teacher = load_checkpoint(ckpt / "teacher.pt").eval()
+    distill_teacher = teacher
+    if recipe.distill.enabled and recipe.distill.epochs > 0 and recipe.distill.teachers > 1:
+        from edgekit.train.loop import MeanOfModels, accuracy, predict
+
+        members = [teacher]
+        for member in range(1, recipe.distill.teachers):
+            train_stage(recipe, run_dir, train_xy, val_xy, member=member)
+            members.append(load_checkpoint(ckpt / f"teacher_{member}.pt").eval())
+        distill_teacher = MeanOfModels(members).eval()
+        log(f"teacher: the mean of {len(members)} models, validation accuracy "
+            f"{accuracy(predict(distill_teacher, val_xy[0]), val_xy[1]):.4f} (the first alone "
+            f"{accuracy(predict(teacher, val_xy[0]), val_xy[1]):.4f})")
     example = torch.from_numpy(train_xy[0][:1])
 
     # 2. structured pruning to the MACs target
@@ -94,7 +107,7 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
 
             student = load_checkpoint(student_path)
             d = recipe.distill
-            res = fit(student, train_xy, val_xy, epochs=d.epochs, lr=d.lr, teacher=teacher,
+            res = fit(student, train_xy, val_xy, epochs=d.epochs, lr=d.lr, teacher=distill_teacher,
                       temperature=d.temperature, alpha=d.alpha, state_path=ckpt / "distill.state",
                       desc="distill", **_fit_args(recipe))
             save_checkpoint(ckpt / "student.pt", student, name=recipe.model.name, args=model_args)
@@ -223,7 +236,8 @@ def write_golden(path: Path, raw: np.ndarray, x: np.ndarray, y: np.ndarray, logi
 
 
 def _stage_summaries(run_dir: Path) -> dict:
-    return {s: rundir.stage_summary(run_dir, s) for s in ("train", "prune", "distill") if rundir.stage_done(run_dir, s)}
+    names = ("train", *(f"train_{i}" for i in range(1, 16)), "prune", "distill")
+    return {s: rundir.stage_summary(run_dir, s) for s in names if rundir.stage_done(run_dir, s)}
 
 
 def export_all(recipe: Recipe, run_dir: Path, student, teacher, splits, calib: np.ndarray, *,
@@ -358,11 +372,13 @@ def _fit_args(recipe: Recipe) -> dict:
                 ema=t.ema)
 
 
-def train_stage(recipe: Recipe, run_dir: Path, train_xy, val_xy) -> None:
+def train_stage(recipe: Recipe, run_dir: Path, train_xy, val_xy, *, member: int = 0) -> None:
     """Train the full model (the fp32 reference and teacher) into checkpoints/teacher.pt, unless done.
 
     Per-epoch scalars go to ``metrics.csv`` (and ``tb/`` with ``train.tensorboard``). Under torchrun every
-    rank trains its shard; rank 0 alone writes the checkpoint, the CSV and the stage marker.
+    rank trains its shard; rank 0 alone writes the checkpoint, the CSV and the stage marker. ``member`` > 0
+    trains another teacher for a distillation ensemble (``distill.teachers``) from seed ``train.seed +
+    member``, into teacher_<member>.pt with its own state, CSV and stage marker.
     """
     import torch
 
@@ -370,7 +386,8 @@ def train_stage(recipe: Recipe, run_dir: Path, train_xy, val_xy) -> None:
     from edgekit.train import distributed
     from edgekit.train.loop import fit
 
-    if rundir.stage_done(run_dir, "train"):
+    tag = f"_{member}" if member else ""
+    if rundir.stage_done(run_dir, f"train{tag}"):
         return
     t = recipe.train
     task = {}
@@ -378,17 +395,18 @@ def train_stage(recipe: Recipe, run_dir: Path, train_xy, val_xy) -> None:
         from edgekit import anomaly
 
         train_xy, task = anomaly.training_windows(train_xy), anomaly.fit_options()
-    torch.manual_seed(t.seed)  # the initial weights depend on the seed only
+    torch.manual_seed(t.seed + member)  # the initial weights depend on the seed only
     model = build(recipe.model.name, dict(recipe.model.args))
     res = fit(model, train_xy, val_xy, epochs=t.epochs, lr=t.lr, optimizer=t.optimizer, schedule=t.schedule,
               warmup_epochs=t.warmup_epochs, step_epochs=t.step_epochs, step_gamma=t.step_gamma,
-              state_path=run_dir / "checkpoints" / "train.state", metrics_path=run_dir / "metrics.csv",
-              tensorboard_dir=run_dir / "tb" if t.tensorboard else None, desc="train", **task,
-              **_fit_args(recipe))
+              state_path=run_dir / "checkpoints" / f"train{tag}.state", metrics_path=run_dir / f"metrics{tag}.csv",
+              tensorboard_dir=run_dir / f"tb{tag}" if t.tensorboard else None,
+              desc=f"train {member + 1}/{recipe.distill.teachers}" if member else "train", **task,
+              **{**_fit_args(recipe), "seed": t.seed + member})
     if distributed.current().main:
-        save_checkpoint(run_dir / "checkpoints" / "teacher.pt", model, name=recipe.model.name,
+        save_checkpoint(run_dir / "checkpoints" / f"teacher{tag}.pt", model, name=recipe.model.name,
                         args=dict(recipe.model.args))
-        rundir.mark_stage(run_dir, "train", asdict(res))
+        rundir.mark_stage(run_dir, f"train{tag}", asdict(res))
 
 
 def train_only(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None = None) -> Path:

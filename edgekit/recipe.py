@@ -91,6 +91,7 @@ class DistillSpec:
     lr: float = field(default=0.02, metadata=_check(0.0, 10.0))
     temperature: float = field(default=4.0, metadata=_check(0.1, 100.0))  # softens both logit sets
     alpha: float = field(default=0.7, metadata=_check(0.0, 1.0))  # weight of the KD loss vs the label loss
+    teachers: int = field(default=1, metadata=_check(1, 16))  # models averaged as the teacher (seeds train.seed+i)
 
 
 @dataclass(frozen=True)

@@ -151,3 +151,26 @@ def test_device_environment_without_torch_loads_and_benchmarks(finished_run):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "0"
+
+
+def test_distillation_from_several_teachers_trains_each_and_learns_their_mean(tmp_path):
+    """distill.teachers: 2 trains a second full model from seed train.seed + 1 (its own checkpoint, resume
+    state, metrics and stage), and the student is distilled from the mean of the two."""
+    import torch
+
+    out = tmp_path / "runs"
+    proc = edgekit("run", str(ROOT / "recipes" / "digits_resnet8.yaml"), "--out", str(out),
+                   "--set", "distill.teachers=2", "--set", "train.epochs=2", "--set", "distill.epochs=1",
+                   "--set", "export.targets=[onnx:fp32]", "--set", "bench.threads=[1]",
+                   "--set", "bench.iterations=5", "--set", "prune.enabled=false",
+                   "--set", "verify.budget=1.0")  # the plumbing is under test here, not 2-epoch accuracy
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = list((out / "digits_resnet8").iterdir())
+    ckpt = run / "checkpoints"
+    assert (run / ".stages" / "train_1.json").is_file() and (run / "metrics_1.csv").is_file()
+    a = torch.load(ckpt / "teacher.pt", weights_only=True)["state_dict"]
+    b = torch.load(ckpt / "teacher_1.pt", weights_only=True)["state_dict"]
+    key = next(k for k in a if k.endswith("weight") and a[k].dim() == 4)
+    assert not torch.equal(a[key], b[key])  # another seed, another model
+    assert "teacher: the mean of 2 models" in proc.stderr
+    assert "train_1" in json.loads((run / "results.json").read_text())["stages"]

@@ -77,6 +77,18 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, 
     return alpha * soft + (1 - alpha) * hard
 
 
+class MeanOfModels(torch.nn.Module):
+    """Several models as one: the mean of their outputs. An ensemble of independently trained models is a
+    better teacher than any one of them (Hinton et al., 2015); the student learns the averaged logits."""
+
+    def __init__(self, models: Sequence[torch.nn.Module]):
+        super().__init__()
+        self.members = torch.nn.ModuleList(models)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
+
+
 def fit(model: torch.nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *,
         epochs: int, batch_size: int, lr: float, optimizer: str = "sgd", momentum: float = 0.9,
         weight_decay: float = 5e-4, label_smoothing: float = 0.0, schedule: str = "onecycle",
