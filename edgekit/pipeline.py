@@ -107,7 +107,7 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
 
             student = load_checkpoint(student_path)
             d = recipe.distill
-            res = fit(student, train_xy, val_xy, epochs=d.epochs, lr=d.lr, teacher=distill_teacher,
+            res = fit(student, train_xy, val_xy, epochs=d.epochs, lr=d.lr, optimizer=d.optimizer, teacher=distill_teacher,
                       temperature=d.temperature, alpha=d.alpha, state_path=ckpt / "distill.state",
                       desc="distill", **_fit_args(recipe))
             save_checkpoint(ckpt / "student.pt", student, name=recipe.model.name, args=model_args)

@@ -92,6 +92,7 @@ class DistillSpec:
     temperature: float = field(default=4.0, metadata=_check(0.1, 100.0))  # softens both logit sets
     alpha: float = field(default=0.7, metadata=_check(0.0, 1.0))  # weight of the KD loss vs the label loss
     teachers: int = field(default=1, metadata=_check(1, 16))  # models averaged as the teacher (seeds train.seed+i)
+    optimizer: str = field(default="sgd", metadata=_check(choices=("sgd", "adamw")))  # as train.optimizer
 
 
 @dataclass(frozen=True)
