@@ -73,7 +73,8 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
     train_stage(recipe, run_dir, train_xy, val_xy)
     teacher = load_checkpoint(ckpt / "teacher.pt").eval()
     distill_teacher = teacher
-    if recipe.distill.enabled and recipe.distill.epochs > 0 and recipe.distill.teachers > 1:
+    if (recipe.distill.enabled and recipe.distill.epochs > 0 and recipe.distill.teachers > 1
+            and not rundir.stage_done(run_dir, "distill")):  # a resumed run past distillation needs none of it
         from edgekit.train.loop import MeanOfModels, accuracy, predict
 
         members = [teacher]

@@ -166,9 +166,7 @@ def _int8(model, example: np.ndarray, calib: np.ndarray, *, per_channel: bool = 
         quantizer = _mean_rescaling_quantizer(pt2e_quantizer.PT2EQuantizer)().set_global(
             _int8_config(per_channel, activation_observer))
         graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
-        with torch.no_grad():
-            for i in range(0, len(calib), batch):
-                graph(torch.from_numpy(np.ascontiguousarray(calib[i : i + batch])))
+        _observe(torch, graph, torch.from_numpy(np.ascontiguousarray(calib)), batch)
     # fold_quantize=False keeps float weights + quantize ops; the LiteRT converter folds them to int8.
     graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
     # The graph was traced from an eval-mode model; mark it so (exported modules refuse .eval()). The flag
@@ -204,9 +202,7 @@ def _quantization_aware_training(torch, graph, model, calib: np.ndarray, quantiz
     graph = quantize_pt2e.prepare_qat_pt2e(graph, quantizer)
     xs = torch.from_numpy(np.ascontiguousarray(calib))
     step = max(1, min(batch, 32))
-    with torch.no_grad():  # first ranges from the calibration samples, before any step
-        for i in range(0, len(xs), step):
-            graph(xs[i: i + step])
+    _observe(torch, graph, xs, step)  # first ranges from the calibration samples, before any step
     params = [p for p in graph.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(seed)
@@ -223,6 +219,13 @@ def _quantization_aware_training(torch, graph, model, calib: np.ndarray, quantiz
             loss.backward()
             opt.step()
     return graph
+
+
+def _observe(torch, graph, xs, batch: int) -> None:
+    """Run ``xs`` through a prepared graph ``batch`` rows at a time, so its observers record their ranges."""
+    with torch.no_grad():
+        for i in range(0, len(xs), batch):
+            graph(xs[i: i + batch])
 
 
 def _match_loss(torch, out, target):
