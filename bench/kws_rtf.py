@@ -52,9 +52,24 @@ def reference_accuracy(x_raw: np.ndarray, y: np.ndarray, labels: list[str]) -> t
     return float(np.mean(np.asarray(preds) == y)), float(np.median(times) * 1e3)
 
 
+def host_bundle(arg: str | None):
+    """The bundle to measure: a bundle folder, a run folder bundled for this host (over-budget artifacts too), or
+    the newest runs/kws_dscnn run; None when there is none."""
+    from edgekit.bundle import bundle, load_bundle
+
+    src = Path(arg) if arg else None
+    if src is None:
+        runs = sorted((ROOT / "runs" / "kws_dscnn").glob("*/results.json"))
+        if not runs:
+            return None
+        src = runs[-1].parent
+    if (src / "results.json").is_file():
+        return bundle(src, "x86_64_linux", Path(tempfile.mkdtemp()) / "bundle", include_failed=True)
+    return load_bundle(src)
+
+
 def main() -> int:
     from edgekit.audio import write_wav
-    from edgekit.bundle import load_bundle
     from edgekit.data import keywords
     from edgekit.demos.mic import spot_wav
     from edgekit.features import apply, mfcc
@@ -65,23 +80,13 @@ def main() -> int:
     ap.add_argument("--wav")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    src = Path(args.bundle) if args.bundle else None
-    if src is None:
-        runs = sorted((ROOT / "runs" / "kws_dscnn").glob("*/results.json"))
-        if not runs:
-            print("kws: no run of recipes/kws_dscnn.yaml yet (edgekit run recipes/kws_dscnn.yaml): nothing to measure")
-            return 0
-        src = runs[-1].parent
-    if (src / "results.json").is_file():  # a run folder: bundle it for this host (over-budget artifacts too)
-        from edgekit.bundle import bundle
-
-        b = bundle(src, "x86_64_linux", Path(tempfile.mkdtemp()) / "bundle", include_failed=True)
-    else:
-        b = load_bundle(src)
+    b = host_bundle(args.bundle)
+    if b is None:
+        print("kws: no run of recipes/kws_dscnn.yaml yet (edgekit run recipes/kws_dscnn.yaml): nothing to measure")
+        return 0
     wav = args.wav
     if wav is None:
-        words = ["yes", "stop", "house", "go", "left", "right", "seven", "up", "down", "off", "on", "no"]
-        audio, _ = keywords.utterance_stream(words, keywords.voices(keywords.Config())["test"][0], seed=1)
+        audio, _ = keywords.utterance_stream(keywords.STREAM_WORDS, keywords.voices(keywords.Config())["test"][0], seed=1)
         wav = str(write_wav(Path(tempfile.mkdtemp()) / "commands.wav", audio))
     print(f"| artifact | runtime | real-time factor ({args.threads} thread) | detections |")
     print("| --- | --- | --- | --- |")

@@ -20,6 +20,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference-models" / "mlperf-tiny"
+REFERENCE_PAIRS = {"keyword spotting (DS-CNN)": ("kws_ref_model_float32.tflite", "kws_ref_model.tflite"),
+                   "image classification (ResNet-8)": ("pretrainedResnet.tflite", "pretrainedResnet_quant.tflite"),
+                   "person detection (MobileNetV1 0.25)": ("vww_96_float.tflite", "vww_96_int8.tflite")}
 
 
 def latest_run(recipe: str) -> Path | None:
@@ -126,6 +129,17 @@ def main() -> int:
             rows.append([k, f"{v['size_bytes'] / 1024:.1f}", f"{v['p50_ms']:.3f}", f"{v['p90_ms']:.3f}"])
     table("Image classification against the MLPerf Tiny reference (LiteRT, 1 thread)",
           ["model", "size KB", "p50 ms", "p90 ms"], rows)
+
+    # 5. is int8 faster than fp32 on this host at all? MLPerf's own float/int8 pairs, made by TensorFlow, not edgekit
+    rows = []
+    for model, (fp32, int8) in REFERENCE_PAIRS.items():
+        if (REFERENCE / fp32).is_file() and (REFERENCE / int8).is_file():
+            r = compare({"fp32": (REFERENCE / fp32, "litert"), "int8": (REFERENCE / int8, "litert")}, threads=1,
+                        rounds=args.rounds, iterations=args.iterations)
+            rows.append([model, f"{r['fp32']['p50_ms']:.3f}", f"{r['int8']['p50_ms']:.3f}",
+                         f"{r['int8']['p50_ms'] / r['fp32']['p50_ms']:.2f}x"])
+    table(f"MLPerf Tiny's own int8 against its fp32 on this host (LiteRT with XNNPACK, 1 thread; {cpu_int8_note()})",
+          ["reference model", "fp32 p50 ms", "int8 p50 ms", "int8 / fp32"], rows)
 
     print()
     if failures:

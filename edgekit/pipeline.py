@@ -237,8 +237,8 @@ def write_golden(path: Path, raw: np.ndarray, x: np.ndarray, y: np.ndarray, logi
 
 
 def _stage_summaries(run_dir: Path) -> dict:
-    names = ("train", *(f"train_{i}" for i in range(1, 16)), "prune", "distill")
-    return {s: rundir.stage_summary(run_dir, s) for s in names if rundir.stage_done(run_dir, s)}
+    """What each finished stage measured (train, train_<i> for extra teachers, prune, distill), in run order."""
+    return {s: rundir.stage_summary(run_dir, s) for s in rundir.finished_stages(run_dir)}
 
 
 def export_all(recipe: Recipe, run_dir: Path, student, teacher, splits, calib: np.ndarray, *,

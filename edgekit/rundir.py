@@ -121,5 +121,11 @@ def stage_summary(run: Path, stage: str) -> dict | None:
     return json.loads(marker.read_text()) if marker.is_file() else None
 
 
+def finished_stages(run: Path) -> list[str]:
+    """Every stage that finished in ``run``, oldest first (by marker time, then name)."""
+    markers = (run / ".stages").glob("*.json")
+    return [m.stem for m in sorted(markers, key=lambda m: (m.stat().st_mtime_ns, m.name))]
+
+
 def mark_stage(run: Path, stage: str, summary: dict) -> None:
     write_json(run / ".stages" / f"{stage}.json", summary)

@@ -569,6 +569,23 @@ def load(root, spec):
                   labels=LABELS, preprocess=pre)
 
 
+STREAM_WORDS = ("yes", "stop", "house", "go", "left", "right", "seven", "up", "down", "off", "on", "no")
+"""The streaming checks' script: every keyword once, and two other words that must not fire."""
+
+
+def in_order(expected: list[str], found: list[str]) -> int:
+    """How many expected keywords the detections contain in order (their longest common subsequence).
+
+    A stream's false detections are ``len(found) - in_order(expected, found)``: a keyword heard as another counts
+    as one miss and one false detection.
+    """
+    t = [[0] * (len(found) + 1) for _ in range(len(expected) + 1)]
+    for i, a in enumerate(expected):
+        for j, b in enumerate(found):
+            t[i + 1][j + 1] = t[i][j] + 1 if a == b else max(t[i][j + 1], t[i + 1][j])
+    return t[-1][-1]
+
+
 def utterance_stream(words: list[str], voice: tuple[str, str], *, seed: int = 0, gap_s: tuple = (1.0, 1.6),
                      snr_db: float = 20.0) -> tuple[np.ndarray, list[tuple[str, float]]]:
     """A continuous recording for the streaming demo: ``words`` spoken by ``voice`` with noisy gaps between them.
