@@ -61,6 +61,7 @@ def takes(split: str, seeds: list[int]) -> list[Path]:
     """The cached WAV of every (held-out voice, seed) of a split, made on first use."""
     from edgekit.audio import write_wav
     from edgekit.data import keywords
+    from edgekit.rundir import atomic_path
 
     tag = hashlib.sha1(" ".join(keywords.STREAM_WORDS).encode()).hexdigest()[:8]
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -70,9 +71,8 @@ def takes(split: str, seeds: list[int]) -> list[Path]:
             p = CACHE / f"{split}_{engine}_{voice}_s{seed}_{tag}.wav"
             if not p.is_file():
                 audio, _ = keywords.utterance_stream(list(keywords.STREAM_WORDS), (engine, voice), seed=seed)
-                tmp = p.with_suffix(".part.wav")
-                write_wav(tmp, audio)
-                tmp.replace(p)
+                with atomic_path(p) as tmp:
+                    write_wav(tmp, audio)
             out.append(p)
     return out
 
@@ -98,7 +98,8 @@ def row(label: list[str], s: Score) -> str:
 def main() -> int:
     from kws_rtf import host_bundle
 
-    from edgekit.runtime import RUNTIMES
+    from edgekit.demos.camera import choose
+    from edgekit.errors import MissingDependency
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle", nargs="?", help="a bundle or run folder (default: the newest runs/kws_dscnn run)")
@@ -114,9 +115,13 @@ def main() -> int:
     split = args.split or ("val" if args.tune else "test")
     wavs = takes(split, [int(s) for s in args.seeds.split(",")])
     names = args.artifacts.split(",") if args.artifacts else (["onnx_fp32"] if args.tune else None)
-    arts = [(a.name, next(r for r in a.runtimes if r in RUNTIMES and RUNTIMES.get(r).installed()))
-            for a in b.artifacts if (names is None or a.name in names)
-            and any(r in RUNTIMES and RUNTIMES.get(r).installed() for r in a.runtimes)]
+    arts = []
+    for a in b.artifacts:
+        if names is None or a.name in names:
+            try:
+                arts.append((a.name, choose(b, a.name)[1]))  # the runtime the demo would pick for it
+            except MissingDependency:
+                continue
     if not arts:
         print(f"kws stream: none of {names} runs on this host")
         return 2
