@@ -103,7 +103,7 @@ needs_keywords_tools = pytest.mark.skipif(bool(KEYWORDS_MISSING), reason=f"the k
 @needs_keywords_tools
 def test_keywords_corpus_is_deterministic_and_holds_out_whole_voices(tmp_path):
     cfg = keywords.Config(seed=3, espeak_voices=4, val_espeak=1, test_espeak=1, takes=1, other_takes=1,
-                          other_takes_train=1)
+                          other_takes_train=1, extra_train_espeak=2)
     mix = keywords.Mix(rooms=4)
     a = keywords.synthesize(cfg, mix=mix, copies=2)
     keywords.load_words(tmp_path, cfg)  # speaks the words and caches them
@@ -119,6 +119,8 @@ def test_keywords_corpus_is_deterministic_and_holds_out_whole_voices(tmp_path):
     assert not voices["train"] & voices["test"] and not voices["train"] & voices["val"]
     assert "flite:rms" in voices["test"] and "festival:ked_diphone" in voices["val"]
     assert {v.split(":")[0] for v in voices["train"]} == {"espeak", "flite", "festival"}
+    extra = {f"{e}:{v}" for e, v in keywords.extra_espeak(cfg)}  # training-only voices, never a held-out one
+    assert len(extra) == 2 and extra <= voices["train"]
     x, y, _ = a["train"]
     n = len(y) // 2
     assert x.shape[1] == 16000 and set(np.unique(y)) == set(range(12)) and np.abs(x).max() <= 1.0
