@@ -516,8 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--threshold", type=float, default=0.7,
                     help="smoothed keyword posterior that counts as a detection (default: 0.7; lower finds more "
                          "keywords and more false ones)")
-    dp.add_argument("--smooth", type=int, default=3,
-                    help="posteriors of this many consecutive windows are averaged per decision (default: 3)")
+    dp.add_argument("--smooth", type=int, default=4,
+                    help="posteriors of this many consecutive windows are averaged per decision (default: 4)")
     dp.add_argument("--threads", type=int, default=1, help="runtime threads (default: 1)")
     dp.add_argument("--artifact", help="artifact name in the bundle (default: the fastest runnable one)")
     dp.add_argument("--runtime", help="runtime name (default: the first installed one for the artifact)")
