@@ -17,6 +17,7 @@ Device side: numpy and the standard library only, never torch.
 
 from __future__ import annotations
 
+import io
 import wave
 from pathlib import Path
 
@@ -55,8 +56,21 @@ def read_wav_rate(path: str | Path) -> tuple[np.ndarray, int]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such WAV file")
+    return _parse(str(path), path, streamed=False)
+
+
+def parse_wav(data: bytes, what: str) -> tuple[np.ndarray, int]:
+    """:func:`read_wav_rate` for a WAV a program wrote to a pipe (e.g. ``espeak-ng --stdout``); ``what`` names it.
+
+    A writer to a pipe cannot seek back to fill in the length, so its header claims the largest size
+    (espeak-ng: 0x7fffff00 frames): here the samples that arrived are the recording, not a truncation.
+    """
+    return _parse(io.BytesIO(data), Path(what), streamed=True)
+
+
+def _parse(source, path: Path, *, streamed: bool) -> tuple[np.ndarray, int]:
     try:
-        with wave.open(str(path), "rb") as w:
+        with wave.open(source, "rb") as w:
             channels, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
             data = w.readframes(n)
     except (wave.Error, EOFError) as exc:
@@ -69,7 +83,9 @@ def read_wav_rate(path: str | Path) -> tuple[np.ndarray, int]:
     frame_bytes = channels * width
     if n == 0 or len(data) < frame_bytes:
         raise DataError(f"{path}: holds no audio samples")
-    if len(data) < n * frame_bytes:
+    if streamed:
+        n = len(data) // frame_bytes
+    elif len(data) < n * frame_bytes:
         raise DataError(f"{path}: truncated: the header says {n} frames, the file holds {len(data) // frame_bytes}")
     x = _decode(data[: n * frame_bytes], width, path)
     x = x.reshape(-1, channels).mean(axis=1) if channels > 1 else x  # downmix: average the channels

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgekit import data
-from edgekit.audio import read_wav, read_wav_rate, resample, write_wav
+from edgekit.audio import parse_wav, read_wav, read_wav_rate, resample, write_wav
 from edgekit.data import keywords
 from edgekit.data.keywords import KEYWORDS, LABELS
 from edgekit.errors import DataError
@@ -53,6 +53,18 @@ def test_bad_wav_files_get_one_line_errors(tmp_path, case, message):
     with pytest.raises(DataError, match=message) as err:
         read_wav(path)
     assert "\n" not in str(err.value) and path.name in str(err.value)
+
+
+def test_a_wav_from_a_pipe_is_the_samples_that_arrived_while_a_short_file_is_truncated(tmp_path):
+    """espeak-ng --stdout claims 0x7fffff00 frames: it cannot seek back to write the length."""
+    path = write_wav(tmp_path / "t.wav", tone(0.5))
+    data = bytearray(path.read_bytes())
+    data[40:44] = (0x7FFFFF00 * 2).to_bytes(4, "little")  # the data chunk's size field, as a pipe writer leaves it
+    x, rate = parse_wav(bytes(data), "espeak-ng saying 'yes'")
+    assert rate == 16000 and np.array_equal(x, read_wav(path))
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="truncated"):
+        read_wav(path)
 
 
 def write_speech_commands(root, rng) -> None:

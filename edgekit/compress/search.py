@@ -310,11 +310,12 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
         if attempt("tflite_ptq_minmax", "min-max activation ranges instead of histogram (keeps the tails)", small,
                    pt2e, activation_observer="minmax").passed:
             return tried
-    if (fp32_tflite is None or not Path(fp32_tflite).is_file()) and model is not None:
+    if fp32_tflite is not None and not Path(fp32_tflite).is_file():
+        fp32_tflite = None  # the fp32 export failed or was not asked for: make one from the model when there is one
+    if fp32_tflite is None and model is not None:
         fp32_tflite = work / "fp32.tflite"
         export_tflite(model, small[:1], fp32_tflite, precision="fp32", metadata=metadata)
-    if fp32_tflite is not None and Path(fp32_tflite).is_file() and _aeq_ladder(attempt, aeq, Path(fp32_tflite),
-                                                                               calib, small, log):
+    if fp32_tflite is not None and _aeq_ladder(attempt, aeq, Path(fp32_tflite), calib, small, log):
         return tried
     if model is not None:
         mirrored = " and their mirror images" if mirror_axis is not None else ""

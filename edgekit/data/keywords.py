@@ -34,12 +34,10 @@ Host side (synthesis needs the Debian tools, reverb needs pyroomacoustics); the 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import subprocess
 import tempfile
-import wave
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -140,16 +138,12 @@ def require_tools(engines=tuple(ENGINE_PACKAGES)) -> None:
                         f"{' '.join(p for _, p in missing)} (or run scripts/setup-system.sh)")
 
 
-def _read_wav(data: bytes) -> tuple[np.ndarray, int]:
-    with wave.open(io.BytesIO(data)) as w:
-        rate, n = w.getframerate(), w.getnframes()
-        pcm = np.frombuffer(w.readframes(n), "<i2").astype(np.float32) / 32768.0
-        if w.getnchannels() > 1:
-            pcm = pcm.reshape(-1, w.getnchannels()).mean(1)
-    return pcm, rate
-
-
 def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Host-side polyphase resampling (scipy) of what the engines speak at 22.05/32/48 kHz.
+
+    Sharper than :func:`edgekit.audio.resample`, whose numpy-only filter exists for the device; the corpus
+    cache is keyed on the configuration, not on this code, so changing it would make caches disagree.
+    """
     if rate == target:
         return x
     from math import gcd
@@ -214,7 +208,9 @@ ENGINES: dict[str, Callable[[str, list[tuple[str, float, float]]], list[bytes]]]
 def _decode(data: bytes, what: str) -> np.ndarray:
     if len(data) < 100:
         raise DataError(f"{what} produced no audio")
-    x, rate = _read_wav(data)
+    from edgekit.audio import parse_wav
+
+    x, rate = parse_wav(data, what)
     return _resample(x, rate, SAMPLE_RATE)
 
 
