@@ -115,7 +115,7 @@ needs_keywords_tools = pytest.mark.skipif(bool(KEYWORDS_MISSING), reason=f"the k
 @needs_keywords_tools
 def test_keywords_corpus_is_deterministic_and_holds_out_whole_voices(tmp_path):
     cfg = keywords.Config(seed=3, espeak_voices=4, val_espeak=1, test_espeak=1, takes=1, other_takes=1,
-                          other_takes_train=1, extra_train_espeak=2)
+                          other_takes_train=1, extra_train_espeak=2, made_espeak=2)
     mix = keywords.Mix(rooms=4)
     a = keywords.synthesize(cfg, mix=mix, copies=2)
     keywords.load_words(tmp_path, cfg)  # speaks the words and caches them
@@ -133,11 +133,25 @@ def test_keywords_corpus_is_deterministic_and_holds_out_whole_voices(tmp_path):
     assert {v.split(":")[0] for v in voices["train"]} == {"espeak", "flite", "festival"}
     extra = {f"{e}:{v}" for e, v in keywords.extra_espeak(cfg)}  # training-only voices, never a held-out one
     assert len(extra) == 2 and extra <= voices["train"]
+    made = {f"{e}:{v}" for e, v in keywords.made_espeak(cfg)}  # made-up voices: training only, and they speak
+    assert len(made) == 2 and made <= voices["train"]
     x, y, _ = a["train"]
     n = len(y) // 2
     assert x.shape[1] == 16000 and set(np.unique(y)) == set(range(12)) and np.abs(x).max() <= 1.0
     assert np.array_equal(y[:n], y[n:])  # two clips of every word...
     assert np.mean([np.allclose(x[i], x[n + i]) for i in range(n)]) == 0  # ...mixed differently
+
+
+@needs_keywords_tools
+def test_a_made_up_espeak_voice_is_its_own_speaker_and_the_same_in_every_process():
+    """Made-up variants are drawn from their names: every process (and machine) remakes the same voice."""
+    (_, a), (_, b) = keywords.made_espeak(keywords.Config(made_espeak=2))
+    assert keywords.made_variant(a.split("+")[1]) == keywords.made_variant(a.split("+")[1])
+    assert keywords.made_variant(a.split("+")[1]) != keywords.made_variant(b.split("+")[1])
+    accent = a.split("+")[0]
+    made, again, plain = (keywords.speak("espeak", v, "stop") for v in (a, a, accent))
+    np.testing.assert_array_equal(made, again)
+    assert made.shape != plain.shape or not np.allclose(made, plain)  # not the accent's default speaker
 
 
 @needs_keywords_tools
