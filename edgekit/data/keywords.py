@@ -163,12 +163,17 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
 
 
 def _espeak(voice: str, items: list[tuple[str, float, float]]) -> list[bytes]:
-    with tempfile.TemporaryDirectory() as tmp:
-        variant = voice.partition("+")[2]
-        path = [f"--path={_espeak_data(Path(tmp), variant)}"] if variant.startswith(MADE) else []
-        return [_run(["espeak-ng", *path, "-v", voice, "-s", str(int(165 * speed)),
-                      "-p", str(int(np.clip(50 * pitch, 0, 99))), "--stdout", text]).stdout
-                for text, speed, pitch in items]
+    variant = voice.partition("+")[2]
+    if variant.startswith(MADE):  # a made-up voice speaks from a private data folder holding its variant file
+        with tempfile.TemporaryDirectory() as tmp:
+            return _espeak_say([f"--path={_espeak_data(Path(tmp), variant)}"], voice, items)
+    return _espeak_say([], voice, items)
+
+
+def _espeak_say(options: list[str], voice: str, items: list[tuple[str, float, float]]) -> list[bytes]:
+    return [_run(["espeak-ng", *options, "-v", voice, "-s", str(int(165 * speed)),
+                  "-p", str(int(np.clip(50 * pitch, 0, 99))), "--stdout", text]).stdout
+            for text, speed, pitch in items]
 
 
 MADE = "ek"  # name prefix of the espeak-ng variants edgekit makes up: "en-us+ek0-017" is made voice 17 of seed 0
