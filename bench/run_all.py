@@ -119,17 +119,19 @@ def main() -> int:
     # 4. the MLPerf Tiny reference image model, side by side with edgekit's
     rows, measured = [], {}  # measured: the reference pair's timings, which section 5 reuses
     if REFERENCE.is_dir():
+        image = "image classification (ResNet-8)"
+        ref_fp32, ref_int8 = REFERENCE_PAIRS[image]
         cand = {"edgekit int8 (ResNet-8, 1x28x28, pruned)": (art / "model_int8.tflite", "litert"),
                 "edgekit fp32 (ResNet-8, 1x28x28, pruned)": (art / "model_fp32.tflite", "litert"),
-                "MLPerf Tiny int8 (ResNet-8, 32x32x3)": (REFERENCE / "pretrainedResnet_quant.tflite", "litert"),
-                "MLPerf Tiny fp32 (ResNet-8, 32x32x3)": (REFERENCE / "pretrainedResnet.tflite", "litert")}
+                "MLPerf Tiny int8 (ResNet-8, 32x32x3)": (REFERENCE / ref_int8, "litert"),
+                "MLPerf Tiny fp32 (ResNet-8, 32x32x3)": (REFERENCE / ref_fp32, "litert")}
         cand = {k: v for k, v in cand.items() if Path(v[0]).exists()}
         r = compare(cand, threads=1, rounds=args.rounds, iterations=args.iterations)
         for k, v in r.items():
             rows.append([k, f"{v['size_bytes'] / 1024:.1f}", f"{v['p50_ms']:.3f}", f"{v['p90_ms']:.3f}"])
         ref = {p: r.get(f"MLPerf Tiny {p} (ResNet-8, 32x32x3)") for p in ("fp32", "int8")}
         if all(ref.values()):
-            measured["image classification (ResNet-8)"] = ref
+            measured[image] = ref
     table("Image classification against the MLPerf Tiny reference (LiteRT, 1 thread)",
           ["model", "size KB", "p50 ms", "p90 ms"], rows)
 
