@@ -72,6 +72,7 @@ bench: setup
 	$(BIN)/python bench/camera_fps.py
 	$(BIN)/python bench/kws_rtf.py  # the mic demo's real-time factor; MLPerf KWS reference next to it
 	$(BIN)/python bench/kws_stream.py  # keywords found in order and false detections/min, 33 held-out recordings
+	$(BIN)/python bench/kws_noise.py  # per-keyword accuracy vs noise level: which misses are noise, which are voices
 	$(BIN)/python bench/compress_third_party.py  # edgekit compress on MLPerf's models beside MLPerf's own int8
 	$(BIN)/python bench/zoo_matrix.py  # the compatibility matrix: 12+ architectures x prune/int8 ONNX/int8 TFLite
 
