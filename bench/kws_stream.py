@@ -1,11 +1,14 @@
 """Keyword spotting on continuous speech: the mic demo's streaming path over every held-out voice, several takes each.
 
-    python bench/kws_stream.py [BUNDLE|RUN] [--split test] [--seeds 1,2,3] [--artifacts onnx_fp32,...]
+    python bench/kws_stream.py [BUNDLE|RUN] [--split test] [--seeds 1,2,3] [--artifacts onnx_fp32,...] [--noise bed]
     python bench/kws_stream.py [BUNDLE|RUN] --tune [--split val]
 
 Each take is ``keywords.STREAM_WORDS`` (ten keywords and two other words) spoken by one held-out voice of the
 synthesized corpus, with 1.0-1.6 s noisy gaps (``keywords.utterance_stream``; the seed draws gaps, speed, pitch and
-noise). Every take goes through ``edgekit.demos.mic.spot_wav``, exactly what ``edgekit demo mic --wav`` runs.
+noise). ``--noise`` picks where the pink noise goes (20 dB below the speech's RMS): ``bed`` (default) under the whole
+take, the hard case, since quiet words then hear more noise than that; ``gaps`` only between the words, which stay
+clean (the issue's "silence and noise between them"); ``none``: silence only. Every take goes through
+``edgekit.demos.mic.spot_wav``, exactly what ``edgekit demo mic --wav`` runs.
 A keyword heard as another counts as one miss and one false detection (``keywords.in_order``). Takes are cached in
 ``.cache/keywords/streams``.
 
@@ -57,7 +60,7 @@ class Score:
         return self.false / self.minutes if self.minutes else float("nan")
 
 
-def takes(split: str, seeds: list[int]) -> list[Path]:
+def takes(split: str, seeds: list[int], noise: str = "bed") -> list[Path]:
     """The cached WAV of every (held-out voice, seed) of a split, made on first use."""
     from edgekit.audio import write_wav
     from edgekit.data import keywords
@@ -68,9 +71,11 @@ def takes(split: str, seeds: list[int]) -> list[Path]:
     out = []
     for seed in seeds:
         for engine, voice in keywords.voices(keywords.Config())[split]:
-            p = CACHE / f"{split}_{engine}_{voice}_s{seed}_{tag}.wav"
+            mode = "" if noise == "bed" else f"_{noise}"  # the bed's takes keep their earlier names
+            p = CACHE / f"{split}_{engine}_{voice}_s{seed}{mode}_{tag}.wav"
             if not p.is_file():
-                audio, _ = keywords.utterance_stream(list(keywords.STREAM_WORDS), (engine, voice), seed=seed)
+                audio, _ = keywords.utterance_stream(list(keywords.STREAM_WORDS), (engine, voice), seed=seed,
+                                                     noise=noise)
                 with atomic_path(p) as tmp:
                     write_wav(tmp, audio)
             out.append(p)
@@ -98,6 +103,7 @@ def row(label: list[str], s: Score) -> str:
 def main() -> int:
     from kws_rtf import host_bundle
 
+    from edgekit.data.keywords import STREAM_NOISE
     from edgekit.demos.camera import choose
     from edgekit.errors import MissingDependency
 
@@ -107,13 +113,15 @@ def main() -> int:
     ap.add_argument("--seeds", default="1,2,3", help="takes per voice, by seed (default 1,2,3)")
     ap.add_argument("--artifacts", help="comma-separated artifact names (default: all; --tune: onnx_fp32)")
     ap.add_argument("--tune", action="store_true", help="grid threshold x smoothing on one artifact")
+    ap.add_argument("--noise", choices=STREAM_NOISE, default="bed",
+                    help="pink noise under the whole take (default), only between the words, or none")
     args = ap.parse_args()
     b = host_bundle(args.bundle)
     if b is None:
         print("kws: no run of recipes/kws_dscnn.yaml yet (edgekit run recipes/kws_dscnn.yaml): nothing to measure")
         return 0
     split = args.split or ("val" if args.tune else "test")
-    wavs = takes(split, [int(s) for s in args.seeds.split(",")])
+    wavs = takes(split, [int(s) for s in args.seeds.split(",")], args.noise)
     names = args.artifacts.split(",") if args.artifacts else (["onnx_fp32"] if args.tune else None)
     arts = []
     for a in b.artifacts:
@@ -126,7 +134,7 @@ def main() -> int:
         print(f"kws stream: none of {names} runs on this host")
         return 2
     head = "| keywords in order | takes perfect | false detections | minutes | false / min |"
-    print(f"\n{split} voices, seeds {args.seeds}: {len(wavs)} takes\n")
+    print(f"\n{split} voices, seeds {args.seeds}, noise {args.noise}: {len(wavs)} takes\n")
     if args.tune:
         name, rt = arts[0]
         print(f"| {name} threshold | smooth (windows of 200 ms) {head}\n|{' --- |' * 7}")

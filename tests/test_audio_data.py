@@ -184,3 +184,19 @@ def test_a_partial_keyword_is_mixed_as_unknown_and_silence_stays_quiet():
     assert 0.25 * len(word) <= np.count_nonzero(clip) <= 0.45 * len(word) + 1  # a fragment of the word
     quiet, label = keywords.mix_clip(rng, word, keywords.SILENCE, mix=mix, rirs=[], sounds=[])
     assert label == LABELS.index("_silence_") and np.sqrt(np.mean(quiet ** 2)) < 0.06
+
+
+@needs_keywords_tools
+def test_a_stream_puts_its_noise_under_everything_between_the_words_or_nowhere():
+    """The three noise modes of one seed hold the same speech at the same onsets; only the noise moves."""
+    voice = keywords.voices(keywords.Config())["test"][0]
+    takes = {mode: keywords.utterance_stream(["yes", "off"], voice, seed=3, noise=mode) for mode in keywords.STREAM_NOISE}
+    (bed, onsets), (gaps, onsets_g), (none, onsets_n) = takes["bed"], takes["gaps"], takes["none"]
+    assert onsets == onsets_g == onsets_n and len(bed) == len(gaps) == len(none)
+    for _, t in onsets:
+        word, before = slice(int(t * 16000), int(t * 16000) + 1600), slice(int(t * 16000) - 8000, int(t * 16000) - 400)
+        np.testing.assert_array_equal(gaps[word], none[word])  # the words stay clean...
+        assert not np.allclose(bed[word], none[word])  # ...except under the bed
+        assert np.abs(none[before]).max() == 0 and np.std(gaps[before]) > 1e-3  # silence, or noise, before each
+    with pytest.raises(ValueError, match="bed, gaps, none"):
+        keywords.utterance_stream(["yes"], voice, noise="loud")

@@ -691,20 +691,31 @@ def in_order(expected: list[str], found: list[str]) -> int:
     return t[-1][-1]
 
 
+STREAM_NOISE = ("bed", "gaps", "none")  # where utterance_stream puts its pink noise
+
+
 def utterance_stream(words: list[str], voice: tuple[str, str], *, seed: int = 0, gap_s: tuple = (1.0, 1.6),
-                     snr_db: float = 20.0) -> tuple[np.ndarray, list[tuple[str, float]]]:
-    """A continuous recording for the streaming demo: ``words`` spoken by ``voice`` with noisy gaps between them.
+                     snr_db: float = 20.0, noise: str = "bed") -> tuple[np.ndarray, list[tuple[str, float]]]:
+    """A continuous recording for the streaming demo: ``words`` spoken by ``voice`` with gaps between them.
+
+    Each word gets its own level (peak 0.16-0.63), so with a noise bed the quiet words hear more noise than
+    ``snr_db`` says: the bed is the harder test. The words, gaps and levels drawn depend on ``seed`` only, so
+    the three noise modes of one seed hold the same speech.
 
     Args:
         words: the words in order (keywords or others).
         voice: (engine, voice), e.g. ("espeak", "en-us+f3") or ("flite", "rms"); pick held-out ones.
         seed: draws gaps, speed, pitch and noise.
-        gap_s: range of the silence (with noise) before each word, seconds.
-        snr_db: pink noise under the whole recording, relative to the speech's RMS.
+        gap_s: range of the gap before each word, seconds.
+        snr_db: pink noise level relative to the speech's RMS.
+        noise: "bed": pink noise under the whole recording; "gaps": only between the words (each stretch
+            faded in and out over 20 ms; the words stay clean); "none": digital silence between the words.
 
     Returns:
         (float32 16 kHz samples, [(word, onset seconds)]).
     """
+    if noise not in STREAM_NOISE:
+        raise ValueError(f"noise must be one of {', '.join(STREAM_NOISE)}, not {noise!r}")
     rng = np.random.default_rng(seed)
     parts, onsets, t = [], [], 0
     for w in words:
@@ -718,5 +729,14 @@ def utterance_stream(words: list[str], voice: tuple[str, str], *, seed: int = 0,
     parts.append(np.zeros(SAMPLE_RATE, np.float32))
     audio = np.concatenate(parts)
     speech_rms = float(np.sqrt(np.mean(np.concatenate(parts[1::2]) ** 2)))
-    noise = coloured_noise(rng, len(audio), "pink") * speech_rms / 10 ** (snr_db / 20)
-    return np.clip(audio + noise, -1, 1).astype(np.float32), onsets
+    bed = coloured_noise(rng, len(audio), "pink") * speech_rms / 10 ** (snr_db / 20)
+    if noise != "bed":  # keep the gaps' noise (faded at both ends) or none of it; the words stay clean
+        mask, start, ramp = np.zeros(len(audio), np.float32), 0, int(0.02 * SAMPLE_RATE)
+        for i, part in enumerate(parts):
+            if i % 2 == 0 and noise == "gaps" and len(part) > 2 * ramp:
+                fade = np.ones(len(part), np.float32)
+                fade[:ramp], fade[-ramp:] = np.linspace(0, 1, ramp), np.linspace(1, 0, ramp)
+                mask[start:start + len(part)] = fade
+            start += len(part)
+        bed = bed * mask
+    return np.clip(audio + bed, -1, 1).astype(np.float32), onsets
