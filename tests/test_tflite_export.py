@@ -280,8 +280,10 @@ def test_an_unknown_activation_observer_is_a_config_error(tmp_path):
 
 def test_quantization_aware_training_is_full_int8_and_moves_toward_the_float_model(digits, tmp_path):
     """QAT fine-tunes under fake quantization with the float model as teacher, on the calibration samples
-    alone (no labels). BatchNorm is folded first, so the file is still full int8; training (lr > 0) brings
-    the int8 outputs closer to the float ones on those samples than the same QAT graph untrained (lr = 0)."""
+    alone (no labels). BatchNorm is folded first, so the file is still full int8; training at compress's own
+    settings brings the int8 outputs closer to the float ones on those samples than the same QAT graph
+    untrained (lr = 0). (At lr 1e-4 for 3 epochs this held on an AMD EPYC, 0.85x, but not on a VNNI Xeon, 1.4x.)"""
+    from edgekit.compress.search import QAT_EPOCHS, QAT_LR
     from edgekit.export.tflite import export_tflite
 
     model, x_train, _, _ = digits
@@ -289,9 +291,9 @@ def test_quantization_aware_training_is_full_int8_and_moves_toward_the_float_mod
     with torch.no_grad():
         ref = model(torch.from_numpy(calib)).numpy()
     error = {}
-    for lr in (0.0, 1e-4):
+    for lr in (0.0, QAT_LR):
         art = export_tflite(model, calib[:1], tmp_path / f"qat_{lr}.tflite", precision="int8", metadata=META,
-                            calib=calib, int8_options={"qat_epochs": 3, "qat_lr": lr})
+                            calib=calib, int8_options={"qat_epochs": QAT_EPOCHS, "qat_lr": lr})
         assert _weight_types(art.path) <= {"INT8"}, _weight_types(art.path)
         error[lr] = float(np.mean((_run(art, calib) - ref) ** 2))
-    assert error[1e-4] < 0.95 * error[0.0], error  # measured: about 0.85x
+    assert error[QAT_LR] < 0.95 * error[0.0], error  # measured on a VNNI Xeon: 0.84x
