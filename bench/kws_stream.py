@@ -68,10 +68,10 @@ def takes(split: str, seeds: list[int], noise: str = "bed") -> list[Path]:
 
     tag = hashlib.sha1(" ".join(keywords.STREAM_WORDS).encode()).hexdigest()[:8]
     CACHE.mkdir(parents=True, exist_ok=True)
+    mode = "" if noise == "bed" else f"_{noise}"  # the bed's takes keep their earlier names
     out = []
     for seed in seeds:
         for engine, voice in keywords.voices(keywords.Config())[split]:
-            mode = "" if noise == "bed" else f"_{noise}"  # the bed's takes keep their earlier names
             p = CACHE / f"{split}_{engine}_{voice}_s{seed}{mode}_{tag}.wav"
             if not p.is_file():
                 audio, _ = keywords.utterance_stream(list(keywords.STREAM_WORDS), (engine, voice), seed=seed,

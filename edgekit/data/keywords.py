@@ -730,13 +730,13 @@ def utterance_stream(words: list[str], voice: tuple[str, str], *, seed: int = 0,
     audio = np.concatenate(parts)
     speech_rms = float(np.sqrt(np.mean(np.concatenate(parts[1::2]) ** 2)))
     bed = coloured_noise(rng, len(audio), "pink") * speech_rms / 10 ** (snr_db / 20)
-    if noise != "bed":  # keep the gaps' noise (faded at both ends) or none of it; the words stay clean
-        mask, start, ramp = np.zeros(len(audio), np.float32), 0, int(0.02 * SAMPLE_RATE)
-        for i, part in enumerate(parts):
-            if i % 2 == 0 and noise == "gaps" and len(part) > 2 * ramp:
-                fade = np.ones(len(part), np.float32)
-                fade[:ramp], fade[-ramp:] = np.linspace(0, 1, ramp), np.linspace(1, 0, ramp)
-                mask[start:start + len(part)] = fade
-            start += len(part)
-        bed = bed * mask
+    if noise != "bed":  # keep the gaps' noise (faded in and out over 20 ms) or none of it; the words stay clean
+        ramp = int(0.02 * SAMPLE_RATE)
+
+        def kept(i: int, n: int) -> np.ndarray:  # the share of the bed kept over parts[i] (n samples)
+            if i % 2 or noise == "none" or n <= 2 * ramp:  # odd parts are the words
+                return np.zeros(n, np.float32)
+            return np.concatenate([np.linspace(0, 1, ramp), np.ones(n - 2 * ramp), np.linspace(1, 0, ramp)])
+
+        bed = bed * np.concatenate([kept(i, len(part)) for i, part in enumerate(parts)]).astype(np.float32)
     return np.clip(audio + bed, -1, 1).astype(np.float32), onsets
