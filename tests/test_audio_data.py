@@ -175,6 +175,26 @@ def test_a_missing_tts_engine_names_its_debian_packages(monkeypatch):
     assert any("festival" in m for m in keywords.missing_requirements())
 
 
+def test_some_noisy_clips_hear_the_noise_stop_while_the_word_is_spoken():
+    """As in a quiet room with noise between commands (the issue's stream): the word clean, the noise around it."""
+    from dataclasses import replace
+
+    word = tone(0.4) + 0.01  # no zero samples: the word's sound is exactly its extent
+    mix = keywords.Mix(warp_fraction=0.0, tilt_fraction=0.0, reverb_fraction=0.0, clean_fraction=0.0,
+                       gapped_fraction=1.0)
+    gapped, label = keywords.mix_clip(np.random.default_rng(1), word, 3, mix=mix, rirs=[], sounds=[])
+    under, _ = keywords.mix_clip(np.random.default_rng(1), word, 3, mix=replace(mix, gapped_fraction=1e-12),
+                                 rirs=[], sounds=[])  # the same draws, the noise under the word as well
+    assert label == 3
+    start = int(np.flatnonzero(np.abs(gapped - under) > 0)[0]) + 320  # the fade in ends where the word starts
+    gain = gapped[start] / word[0]
+    np.testing.assert_allclose(gapped[start: start + len(word)], word * gain, atol=1e-6)  # clean
+    assert np.abs(under[start: start + len(word)] - word * gain).max() > 1e-3  # there the noise was under it
+    outside = np.r_[0:start - 320, start + len(word) + 320:len(gapped)]
+    np.testing.assert_array_equal(gapped[outside], under[outside])  # the noise between words is untouched
+    assert np.abs(gapped[outside]).max() > 0
+
+
 def test_a_partial_keyword_is_mixed_as_unknown_and_silence_stays_quiet():
     rng = np.random.default_rng(0)
     word = tone(0.6)
