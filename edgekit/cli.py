@@ -298,7 +298,7 @@ def cmd_compress(args) -> int:
         prune=args.prune, budget=args.budget, labels=args.labels,
         pixels=Pixels(scale=eval_fraction(args.scale), mean=tuple(args.mean), std=tuple(args.std)),
         calib_samples=args.calib_samples, eval_samples=args.eval_samples, threads=tuple(args.threads),
-        inc=not args.no_inc,
+        inc=not args.no_inc, time_limit=args.time_limit,
     )
     out = compress(opts)
     print(f"\noutput folder: {out}")
@@ -341,9 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
         "compress", help="compress your own model (ONNX, file.py:factory, registry name) within an accuracy budget",
         description="Write fp32/fp16/int8 ONNX and TFLite artifacts of MODEL, verify each against the original on "
                     "evaluation data, benchmark them, and write report.md and results.json in --out. int8 searches "
-                    "remedies in order of cost (per-tensor, percentile/entropy calibration, more samples, the most "
-                    "sensitive layers in float, QAT) and ships the fastest within --budget; nothing over budget "
-                    "ships (exit 1).",
+                    "remedies in order of cost (per-tensor, percentile/entropy calibration, the slow operators left "
+                    "in float, more samples, the most sensitive layers in float, QAT) and ships the fastest within "
+                    "--budget; nothing over budget ships (exit 1). Pruning and every converter run in child "
+                    "processes within --time-limit: a crash or hang there costs that step, not the command. Run "
+                    "the same command again after a failure or a kill: it resumes from what was finished.",
         epilog="Examples: edgekit compress model.onnx --calib images/ --eval test_images/ --out out/ ; "
                "edgekit compress net.py:build --weights net.pt --calib data.npz --prune 0.5 --out out/")
     sp.add_argument("model", help="an .onnx file, path/to/file.py:factory (with --weights), or a model registry name")
@@ -351,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="calibration data: a folder of images or WAVs (class sub-folders = labels), an .npy of "
                          "inputs, an .npz with x (and y), a recipe .yaml or dataset:NAME")
     sp.add_argument("--eval", metavar="DATA", help="evaluation data, same kinds (default: a held-out half of --calib)")
-    sp.add_argument("--out", required=True, help="output folder (must be new or empty)")
+    sp.add_argument("--out", required=True, help="output folder: new, empty, or this same command's earlier output "
+                                                 "(resumed when unfinished, replaced when finished)")
     sp.add_argument("--weights", help="state_dict file for a PyTorch model (read with weights_only=True)")
     sp.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
                     help="keyword argument of the model factory (repeatable; values parsed as YAML)")
@@ -371,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--eval-samples", type=int, default=2000, help="evaluation samples read at most (default 2000)")
     sp.add_argument("--threads", type=_ints, default=[1], help="benchmark thread counts (default 1)")
     sp.add_argument("--no-inc", action="store_true", help="skip Intel Neural Compressor's autotune comparison")
+    sp.add_argument("--time-limit", type=float, default=540.0, metavar="SECONDS",
+                    help="the whole command's time budget (default 540); each stage gets a share, and searches "
+                         "stop trying remedies when theirs is used")
     sp.set_defaults(func=cmd_compress)
 
     sp = sub.add_parser("bench", help="latency and size of artifacts on every installed runtime (no torch needed)",

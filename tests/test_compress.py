@@ -164,7 +164,8 @@ def test_all_black_calibration_is_warned_and_fails_the_gate_instead_of_shipping(
     proc = edgekit("compress", str(model), "--calib", str(tmp_path / "black.npy"), "--eval", "dataset:digits",
                    "--format", "onnx", "--precision", "int8", "--out", str(out))
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "calibration samples are constant" in proc.stdout
+    assert "calibration samples are constant" in proc.stderr  # edgekit's log lines go to stderr, results to stdout
+    assert "[edgekit" not in proc.stdout
     assert not (out / "model_int8.onnx").exists() and (out / "rejected" / "model_int8.onnx").exists()
     res = json.loads((out / "results.json").read_text())
     assert not res["passed"] and res["calibration_warnings"] and res["stages"]["int8_search"]["shipped"] is None

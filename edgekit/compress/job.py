@@ -3,34 +3,52 @@
 Follow :func:`compress` from top to bottom:
 
 1. read the model (:mod:`edgekit.compress.source`) and the data (:mod:`edgekit.compress.samples`), check
-   they fit, and warn about calibration data that cannot represent the model's inputs;
-2. take the original's outputs on the evaluation data: the reference every artifact is compared with;
-3. prune and distil (PyTorch models, ``--prune``), kept only when within the budget;
-4. write fp32, fp16 and int8 ONNX/TFLite; int8 goes through the budget search (:mod:`.search`);
-5. verify every artifact on the evaluation data, time them side by side, diagnose them (:mod:`.diagnose`);
+   they fit, take the original's outputs on the evaluation data (the reference of the budget), and warn about
+   calibration data that cannot represent the model's inputs — all before anything is written;
+2. open the output folder (:mod:`edgekit.compress.workspace`): a rerun of the same command resumes from its
+   finished stages after a failure or ``kill -9``;
+3. prune and distil (PyTorch models, ``--prune``) in a child process with a time limit; the student is kept
+   only when within the budget;
+4. write fp32, fp16 and int8 ONNX/TFLite, each target made in its own child process
+   (:mod:`edgekit.compress.target_jobs`) so a converter that crashes or hangs costs only that target; int8
+   goes through the budget search (:mod:`.search`), which also tries the variants that keep the operators int8
+   slows down in float, and ships the fastest candidate within the budget;
+5. verify every artifact: elementwise against the model it was exported from (the pruned student, when it was
+   kept), and by the task metric against the original within the budget; time them side by side and say
+   which one to use on each runtime (never one slower than fp32);
 6. write results.json, report.md and pareto.png as a recipe run does, plus the search and diagnostics.
 
-Nothing that misses the budget ships: it is kept under ``rejected/`` and the command exits 1.
+Everything runs within ``--time-limit``: each stage gets a share of what is left, and a search that reaches
+its share stops trying further remedies (they are listed as not tried). Nothing that misses the budget
+ships: it is kept under ``rejected/`` and the command exits 1.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
-from edgekit import rundir
+from edgekit import isolate, rundir
 from edgekit.artifact import Artifact, model_metadata
 from edgekit.compress import diagnose, samples, search, source
-from edgekit.errors import CheckFailed, ConfigError, DataError, EdgekitError, describe, first_line
+from edgekit.compress.workspace import Workspace, digest, open_workspace
+from edgekit.errors import CheckFailed, ConfigError, DataError, first_line
 
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8")
 FEW_CALIB = 32  # fewer calibration samples than this gets a warning
+TIME_LIMIT = 540.0  # seconds for the whole command by default: 9 minutes
+RESERVE = 45.0  # seconds kept back for verification, benchmarks and the report
+# Shares of the time left that each stage may take (of the stages still to come).
+WEIGHTS = {"prune": 3.0, "onnx:fp32": 0.2, "onnx:fp16": 0.2, "onnx:int8": 3.0, "tflite:fp32": 1.0,
+           "tflite:fp16": 1.0, "tflite:int8": 4.0, "inc": 1.0}
+GRACE = 60.0  # seconds a child may run past its share (finishing the candidate it started) before it is killed
 
 
 @dataclass
@@ -54,109 +72,150 @@ class Options:
     eval_samples: int | None = 2000
     threads: tuple[int, ...] = (1,)
     inc: bool = True
-    distill_epochs: int = 3
+    distill_epochs: int = 3  # kept for callers; distillation is bounded by time (see prune_job.distill)
+    time_limit: float = TIME_LIMIT
 
 
 def log(msg: str) -> None:
-    print(f"[edgekit compress] {msg}", flush=True)
+    print(f"[edgekit compress] {msg}", file=sys.stderr, flush=True)
+
+
+class Clock:
+    """The command's time limit, shared out among the stages still to come."""
+
+    def __init__(self, limit: float, stages: list[str]):
+        self.start, self.limit, self.todo = time.monotonic(), float(limit), list(stages)
+
+    def left(self) -> float:
+        return self.limit - (time.monotonic() - self.start)
+
+    def share(self, stage: str) -> float:
+        """Seconds ``stage`` may take: its weight's part of what is left (after the reserve); at least 20 s."""
+        weights = sum(WEIGHTS.get(s, 1.0) for s in self.todo) or 1.0
+        mine = WEIGHTS.get(stage, 1.0)
+        if stage in self.todo:
+            self.todo.remove(stage)
+        return max(20.0, (self.left() - RESERVE) * mine / weights)
 
 
 def compress(opts: Options) -> Path:
     """Run the whole job; returns the output folder. Raises CheckFailed (exit 1) when a gate fails."""
     _check_options(opts)
-    out = _fresh_out(opts.out)
-    work = out / ".work"
-    work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
+    # 1. everything that can be wrong with the input, before anything is written
     src = _open_source(opts)
+    if src.kind == "onnx" and src.several_io:
+        from edgekit.compress.several_io import compress_several
+
+        return compress_several(opts, src, log=log)
     calib = samples.load(opts.calib, input_shape=_shape_hint(src, opts), pixels=opts.pixels, metadata=src.metadata,
                          split="train", limit=opts.calib_samples)
     source.fix_input_shape(src, calib.x.shape[1:])
     ev = _eval_samples(opts, src, calib)
     warnings = calibration_warnings(calib.x, ev.x)
-    for w in warnings:
-        log(f"WARNING: {w}")
-    source.to_onnx(src, work)
     labels = opts.labels or src.labels or ev.labels or calib.labels
     reference = _reference_outputs(src, ev.x)
     _check_labels(ev, reference, labels)
     baseline = float((reference.argmax(1) == ev.y).mean()) if ev.y is not None else None
     gate = search.Gate(opts.budget, baseline)
+
+    # 2. the output folder: new, or this command's own leftovers to resume from
+    ws = open_workspace(opts.out, _fingerprint(opts))
+    out, work = ws.out, ws.work
+    stages: dict = {}
+    if ws.resumed:
+        log(f"resuming in {out}: finished stages are reused ({', '.join(rundir.finished_stages(work)) or 'none'})")
+    for w in warnings:
+        log(f"WARNING: {w}")
     log(f"{src.spec}: input {src.input_shape}, {len(calib.x)} calibration and {len(ev.x)} evaluation samples"
-        + (f", original accuracy {baseline:.4f}" if baseline is not None else ", no labels: agreement is the metric"))
+        + (f", original accuracy {baseline:.4f}" if baseline is not None else ", no labels: agreement is the metric")
+        + f"; time limit {opts.time_limit:.0f} s")
+    targets = [f"{f}:{p}" for f in opts.formats for p in opts.precisions]
+    clock = Clock(opts.time_limit, (["prune"] if opts.prune else []) + targets
+                  + (["inc"] if opts.inc and "int8" in opts.precisions else []))
+    data = work / "data.npz"
+    if not data.is_file():
+        with rundir.atomic_path(data) as tmp, open(tmp, "wb") as f:
+            np.savez(f, calib=calib.x, x=ev.x, reference=reference, **({"y": ev.y} if ev.y is not None else {}))
+    _reference_onnx(src, ws, stages)
 
     meta = model_metadata(labels=list(labels) if labels else [str(i) for i in range(reference.shape[1])],
                           input_shape=list(src.input_shape), preprocess=_preprocess_of(src, calib), precision="fp32",
                           source=src.spec, input_name=src.input_name)
     if len(src.input_shape) == 4 and samples.image_layout(src.input_shape) == "NHWC":
         meta["input"]["layout"] = "NHWC"
+    if src.dynamic_dims:
+        stages["shapes"] = (f"the model's input {source.shape_text(src.declared_shape)} has dynamic dimensions: "
+                            f"verified at {list(src.input_shape)} (the data's shape); ONNX artifacts keep the "
+                            f"dynamic dimensions, TFLite ones are fixed to {list(src.input_shape)}")
+        log(stages["shapes"])
 
-    stages: dict = {}
+    # 3. pruning and distillation, in a child process
     model_src, fp32_onnx = src, _opset_at_least(src.onnx_path, 13, work, stages)
+    student_out = None
     if opts.prune:
-        pruned = _prune(src, calib, ev, gate, opts, work, stages)
+        pruned = _prune(src, calib, ev, gate, opts, ws, clock, stages, data)
         if pruned is not None:
-            model_src, fp32_onnx = pruned
+            model_src, fp32_onnx, student_out = pruned
 
-    artifacts, candidates, skipped, winner = [], [], [], None
+    # 4. every target, each in its own child process
+    artifacts, candidates, skipped, winners = [], [], [], {}
     ref_ops = diagnose.onnx_ops(src.onnx_path)
-    for fmt in opts.formats:
-        for precision in opts.precisions:
-            path = out / f"model_{precision}.{fmt}"
-            t0 = time.perf_counter()
-            try:
-                if fmt == "onnx" and precision == "int8":
-                    found = search.onnx_int8(fp32_onnx, work / "candidates", calib=calib.x, x=ev.x, y=ev.y,
-                                             reference=reference, gate=gate, metadata=meta, log=log)
-                    candidates += found
-                    _time_candidates(found, fp32_onnx, ev.x, opts)
-                    winner = search.choose(found)
-                    art = _ship_int8(winner, found, path, out, opts.budget, stages)
-                elif fmt == "tflite" and precision == "int8" and (net := _torch_of(model_src, fp32_onnx, stages)):
-                    found = search.tflite_int8(net, work / "tflite_candidates", calib=calib.x, x=ev.x, y=ev.y,
-                                               reference=reference, gate=gate, metadata=meta, log=log,
-                                               mirror_axis=calib.mirror_axis)
-                    candidates += found
-                    winner_t = search.choose(found)
-                    art = _ship_int8(winner_t, found, path, out, opts.budget, stages, fmt="tflite")
-                else:
-                    art = _export(fmt, precision, model_src, fp32_onnx, path, calib.x, meta, stages)
-            except Exception as exc:  # one target that cannot be made is reported, the others still are
-                if isinstance(exc, EdgekitError) and not isinstance(exc, (DataError, ConfigError)):
-                    raise
-                reason = str(exc) if isinstance(exc, EdgekitError) else describe(exc)
-                skipped.append({"target": f"{fmt}:{precision}", "name": f"{fmt}_{precision}", "skipped": reason})
-                log(f"{fmt}:{precision} not exported: {reason}")
-                continue
-            if art is not None:
-                artifacts.append(art)
-                log(f"wrote {art.path.name}: {art.path.stat().st_size:,} bytes in {time.perf_counter() - t0:.1f} s")
+    for target in targets:
+        fmt, precision = target.split(":")
+        path = out / f"model_{precision}.{fmt}"
+        t0 = time.perf_counter()
+        done = ws.done(f"target_{fmt}_{precision}")
+        if done is None:
+            done = ws.mark(f"target_{fmt}_{precision}",
+                           _make_target(fmt, precision, path, model_src, fp32_onnx, src, meta, calib, gate, opts,
+                                        ws, clock, data))
+        else:
+            clock.share(target)
+        candidates += done.get("candidates", [])
+        stages.update(done.get("stages", {}))
+        if done.get("skipped"):
+            skipped.append({"target": target, "name": f"{fmt}_{precision}", "skipped": done["skipped"]})
+            log(f"{target} not exported: {done['skipped']}")
+            continue
+        if done.get("winner"):
+            winners[fmt] = done["winner"]
+        if done.get("path") and Path(done["path"]).is_file():
+            artifacts.append(Artifact(Path(done["path"]), fmt, precision))
+            if not done.get("reported"):
+                log(f"wrote {path.name}: {path.stat().st_size:,} bytes in {time.perf_counter() - t0:.1f} s")
 
-    entries = _verify(artifacts, ev, reference, gate)
+    # 5. verify, time, diagnose, recommend
+    own_reference = student_out if student_out is not None else reference
+    entries = _verify(artifacts, ev, reference, own_reference, gate, pruned=student_out is not None)
     for e in entries:  # an int8 TFLite over budget is not shipped either
         if not e["passed"] and e["precision"] != "fp32":
             _reject(Path(e["path"]), out)
             e["path"] = str(out / "rejected" / Path(e["path"]).name)
-    _bench(entries, ev.x, opts)
+    _bench(entries, ev.x, opts, clock)
     cpu_note = _cpu_note()
     for e in entries:
         e["diagnostics"] = diagnose.facts(e["path"], e["format"], ref_ops)
     for e in entries:
         fp32 = next((f for f in entries if f["format"] == e["format"] and f["precision"] == "fp32"), None)
         e["diagnostics"]["verdict"] = diagnose.verdict(e, fp32, cpu_note)
-    inc = _inc(src, model_src, calib, ev, gate, opts, stages)
+    recommended = recommend(entries)
+    inc = _inc(src, model_src, opts, ws, clock, data)
 
-    res = _results(opts, src, out, entries, stages, cpu_note, baseline, candidates, winner, inc, warnings,
-                   skipped, calib, ev, time.perf_counter() - t_start)
+    # 6. the report
+    res = _results(opts, src, out, entries, stages, cpu_note, baseline, candidates, winners, inc, warnings,
+                   skipped, calib, ev, recommended, time.perf_counter() - t_start, ws)
     from edgekit import report
 
     report.write(out, res)
-    shutil.rmtree(work, ignore_errors=True)
+    ws.finish()
     print(report.table(res))
     for e in entries:
         if e["diagnostics"].get("verdict"):
             print(f"{e['name']}: {e['diagnostics']['verdict']}")
+    for line in recommendation_lines(recommended):
+        print(line)
     if not res["passed"]:
         failed = [e["name"] for e in entries if not e["passed"]] + [
             f"{k} (nothing within budget)" for k in ("int8_search", "tflite_int8_search")
@@ -177,15 +236,18 @@ def _check_options(opts: Options) -> None:
         raise ConfigError(f"--budget {opts.budget}: expected a fraction, e.g. 0.01 for 1 point")
     if opts.prune is not None and not 0.05 <= opts.prune < 1.0:
         raise ConfigError(f"--prune {opts.prune}: expected the MACs ratio to keep, between 0.05 and 1, e.g. 0.5")
+    if not opts.time_limit > 0:
+        raise ConfigError(f"--time-limit {opts.time_limit}: expected seconds, e.g. 600")
 
 
-def _fresh_out(out: Path) -> Path:
-    """The output folder must be new or empty: stale artifacts of another run must never look like this run's."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out}: output folder exists and is not empty; choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def _fingerprint(opts: Options) -> dict:
+    """What makes two commands the same one: their options and the content of what they read."""
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "out"}
+    options["pixels"] = asdict(opts.pixels)
+    model_file = opts.model.rpartition(":")[0] if ".py:" in opts.model else opts.model
+    fingerprint = {"options": options, "model": digest(model_file), "weights": digest(opts.weights),
+                   "calib": digest(opts.calib), "eval": digest(opts.eval)}
+    return json.loads(json.dumps(fingerprint, default=str))  # as it reads back from the marker (tuples -> lists)
 
 
 def _opset_at_least(path: Path, opset: int, work: Path, stages: dict) -> Path:
@@ -198,6 +260,10 @@ def _opset_at_least(path: Path, opset: int, work: Path, stages: dict) -> Path:
     current = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
     if current >= opset:
         return path
+    out = work / "original_opset.onnx"
+    if out.is_file():
+        stages["opset"] = f"opset {current} -> {opset} (per-channel int8 needs 13)"
+        return out
     try:
         converted = version_converter.convert_version(proto, opset)
         onnx.checker.check_model(converted)
@@ -205,8 +271,8 @@ def _opset_at_least(path: Path, opset: int, work: Path, stages: dict) -> Path:
         stages["opset"] = f"kept opset {current}: converting to {opset} failed ({first_line(exc)})"
         log(stages["opset"])
         return path
-    out = work / "original_opset.onnx"
-    onnx.save_model(converted, str(out))
+    with rundir.atomic_path(out) as tmp:
+        onnx.save_model(converted, str(tmp))
     stages["opset"] = f"opset {current} -> {opset} (per-channel int8 needs 13)"
     log(stages["opset"])
     return out
@@ -221,8 +287,11 @@ def _open_source(opts: Options) -> source.Source:
 def _shape_hint(src: source.Source, opts: Options) -> list[int] | None:
     if opts.input_shape:
         shape = [1, *opts.input_shape] if len(opts.input_shape) in (1, 2, 3) else list(opts.input_shape)
-        if src.kind == "onnx" and len(shape) != len(src.input_shape):
-            raise ConfigError(f"--input-shape {opts.input_shape} does not match {src.spec}'s input {src.input_shape}")
+        if src.kind == "onnx":
+            if len(shape) != len(src.input_shape) or any(d is not None and d != s for d, s in
+                                                         zip(src.input_shape[1:], shape[1:], strict=True)):
+                raise ConfigError(f"--input-shape {opts.input_shape} does not match {src.spec}'s input "
+                                  f"{source.shape_text(src.input_shape)}")
         return shape
     return src.input_shape or None
 
@@ -230,7 +299,7 @@ def _shape_hint(src: source.Source, opts: Options) -> list[int] | None:
 def _eval_samples(opts: Options, src: source.Source, calib: samples.Samples) -> samples.Samples:
     """The evaluation data; without --eval, a seeded half of DATA held out from calibration."""
     if opts.eval:
-        ev = samples.load(opts.eval, input_shape=src.input_shape, pixels=opts.pixels, metadata=src.metadata,
+        ev = samples.load(opts.eval, input_shape=[1, *calib.x.shape[1:]], pixels=opts.pixels, metadata=src.metadata,
                           split="test", limit=opts.eval_samples)
         if ev.x.shape[1:] != calib.x.shape[1:]:
             raise DataError(f"{opts.eval}: evaluation samples have shape {list(ev.x.shape[1:])}, the calibration "
@@ -267,14 +336,17 @@ def calibration_warnings(calib: np.ndarray, evaluation: np.ndarray) -> list[str]
     return out
 
 
+def _torch_outputs(model, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return np.concatenate([model(torch.from_numpy(x[i:i + 64])).numpy() for i in range(0, len(x), 64)])
+
+
 def _reference_outputs(src: source.Source, x: np.ndarray) -> np.ndarray:
     """The original model's outputs: PyTorch for a PyTorch model, onnxruntime for an ONNX file."""
     if src.kind == "torch":
-        import torch
-
-        with torch.no_grad():
-            outs = [src.torch_model(torch.from_numpy(x[i:i + 256])).numpy() for i in range(0, len(x), 256)]
-        out = np.concatenate(outs)
+        out = _torch_outputs(src.torch_model, x)
     else:
         from edgekit.runtime import open_session
 
@@ -298,75 +370,140 @@ def _preprocess_of(src: source.Source, calib: samples.Samples) -> dict:
     return {"kind": "tensor", "note": calib.note or "inputs given as tensors"}
 
 
-def _prune(src, calib, ev, gate, opts, work, stages):
+def _reference_onnx(src: source.Source, ws: Workspace, stages: dict) -> None:
+    """A PyTorch model's float ONNX file (torch.export in a child process); an ONNX source keeps its own file."""
+    if src.onnx_path is not None:
+        return
+    path = ws.work / "reference_fp32.onnx"
+    if not (ws.done("onnx_export") and path.is_file()):
+        try:
+            isolate.call("edgekit.compress.target_jobs:export_onnx",
+                         {"ref": src.ref.as_dict(), "shape": list(src.input_shape), "out": str(path),
+                          "source": src.spec}, what="ONNX export", timeout=max(120.0, 0.2 * TIME_LIMIT),
+                         log=ws.work / "logs" / "onnx_export.log")
+        except isolate.JobFailed as exc:
+            raise DataError(f"{src.spec}: torch.export to ONNX {exc.kind}: {exc.detail}") from None
+        ws.mark("onnx_export", {"path": str(path)})
+    src.onnx_path = path
+
+
+def _prune(src, calib, ev, gate, opts, ws: Workspace, clock: Clock, stages: dict, data: Path):
     """Prune a PyTorch model to ``--prune`` of its MACs and distil it from the original on the calibration
-    inputs (the original's own predictions are the targets, so no labels are needed). Kept only within budget."""
-    import copy
-
-    import torch
-
-    from edgekit.compress.prune import prune
-    from edgekit.export.onnx import save_onnx, to_onnx_proto
-    from edgekit.train.loop import fit
-
+    inputs (the original's own outputs are the targets, so no labels are needed), in a child process with a time
+    limit. Kept only within budget; returns (source, fp32 ONNX, outputs on the evaluation data) or None."""
     if src.kind != "torch":
         stages["prune"] = {"skipped": "pruning needs the PyTorch model: give file.py:factory and --weights "
                                       "(an ONNX file has no trainable graph edgekit can prune safely)"}
         log(f"prune skipped: {stages['prune']['skipped']}")
+        clock.share("prune")
         return None
-    teacher = src.torch_model
-    student = copy.deepcopy(teacher).eval()
-    example = torch.from_numpy(calib.x[:1])
-    try:
-        res = prune(student, example, macs_ratio=opts.prune)
-    except ConfigError as exc:  # a model torch-pruning cannot handle: the rest of the job goes on without it
-        stages["prune"] = {"skipped": str(exc)}
-        log(f"prune skipped: {exc}")
+    done = ws.done("prune")
+    state, onnx_path = ws.work / "pruned.pt", ws.work / "pruned_fp32.onnx"
+    if done is None:
+        seconds = clock.share("prune")
+        try:
+            out = isolate.call("edgekit.compress.prune_job:run",
+                               {"ref": src.ref.as_dict(), "data": str(data), "macs_ratio": opts.prune,
+                                "seconds": 0.6 * seconds, "distill_seconds": 0.4 * seconds, "out": str(state),
+                                "mirror_axis": calib.mirror_axis},
+                               what="pruning", timeout=seconds + GRACE, log=ws.work / "logs" / "prune.log").result
+        except isolate.JobFailed as exc:
+            out = {"pruned": False, "failed": f"{exc.kind}: {exc.detail}"}
+        done = ws.mark("prune", {"job": out})
+    else:
+        clock.share("prune")
+    out = done["job"]
+    if not out.get("pruned"):
+        reasons = out.get("failed") or "; ".join(f"{a['strategy']}: {a['detail']}" for a in out.get("attempts", []))
+        stages["prune"] = {"skipped": f"pruning did not reach {opts.prune}x of the MACs ({reasons}); the rest of the "
+                                      f"command uses the unpruned model", "attempts": out.get("attempts", [])}
+        log(f"prune: {stages['prune']['skipped']}")
         return None
-    with torch.no_grad():
-        soft = np.concatenate([teacher(torch.from_numpy(calib.x[i:i + 256])).numpy()
-                               for i in range(0, len(calib.x), 256)])
-    pseudo = soft.argmax(1).astype(np.int64)
-    n_val = max(1, len(calib.x) // 10)
-    fit(student, (calib.x[n_val:], pseudo[n_val:]), (calib.x[:n_val], pseudo[:n_val]), epochs=opts.distill_epochs,
-        batch_size=64, lr=0.01, teacher=teacher, temperature=4.0, alpha=0.9, device="cpu", desc="distill")
-    student.eval()
-    with torch.no_grad():
-        out = np.concatenate([student(torch.from_numpy(ev.x[i:i + 256])).numpy() for i in range(0, len(ev.x), 256)])
-    ref = _reference_outputs(src, ev.x)
-    agree = float((out.argmax(1) == ref.argmax(1)).mean())
-    acc = float((out.argmax(1) == ev.y).mean()) if ev.y is not None else None
+    ref = source.ModelRef(**{**src.ref.as_dict(), "pruned": str(state)})
+    student = ref.load()
+    if not onnx_path.is_file():
+        try:
+            isolate.call("edgekit.compress.target_jobs:export_onnx",
+                         {"ref": ref.as_dict(), "shape": list(src.input_shape), "out": str(onnx_path),
+                          "source": f"{src.spec} pruned"}, what="ONNX export of the pruned model", timeout=300,
+                         log=ws.work / "logs" / "onnx_export.log")
+        except isolate.JobFailed as exc:
+            stages["prune"] = {"skipped": f"the pruned model could not be exported to ONNX ({exc.kind}: {exc.detail})"}
+            log(f"prune: {stages['prune']['skipped']}")
+            return None
+    student_out = _torch_outputs(student, ev.x)
+    reference = _reference_outputs(src, ev.x)
+    agree = float((student_out.argmax(1) == reference.argmax(1)).mean())
+    acc = float((student_out.argmax(1) == ev.y).mean()) if ev.y is not None else None
     ok, reason = gate.check(acc, agree)
-    stages["prune"] = {"macs_dense": res.dense_macs, "macs": res.macs, "macs_ratio": res.macs / res.dense_macs,
-                       "params_dense": res.dense_params, "params": res.params, "accuracy": acc,
-                       "top1_agreement": agree, "kept": ok, "verdict": reason}
-    log(f"pruned to {res.macs / res.dense_macs:.2f}x MACs, distilled: {reason} -> {'kept' if ok else 'not kept'}")
+    r = out["result"]
+    stages["prune"] = {"macs_dense": r["dense_macs"], "macs": r["macs"], "macs_ratio": r["macs_ratio"],
+                       "params_dense": r["dense_params"], "params": r["params"], "strategy": r["strategy"],
+                       "left_alone": r["left_alone"], "distill": out.get("distill"), "accuracy": acc,
+                       "top1_agreement": agree, "kept": ok, "verdict": reason, "attempts": out.get("attempts", [])}
+    log(f"pruned to {r['macs_ratio']:.2f}x MACs ({r['strategy']}), distilled: {reason} -> "
+        f"{'kept' if ok else 'not kept'}")
     if not ok:
         return None
-    path = work / "pruned_fp32.onnx"
-    save_onnx(to_onnx_proto(student, calib.x[:1]), path, {"source": f"{src.spec} pruned"})
-    pruned = source.Source(spec=src.spec, kind="torch", onnx_path=path, input_name="input",
-                           input_shape=src.input_shape, torch_model=student, labels=src.labels)
-    return pruned, path
+    pruned = source.Source(spec=src.spec, kind="torch", onnx_path=onnx_path, input_name=src.input_name,
+                           input_shape=src.input_shape, torch_model=student, labels=src.labels, ref=ref)
+    return pruned, onnx_path, student_out
 
 
-def _export(fmt, precision, model_src, fp32_onnx, path, calib, meta, stages) -> Artifact | None:
-    if fmt == "onnx":
-        if precision == "fp32":
-            return _onnx_fp32(fp32_onnx, path, meta)
-        return _onnx_fp16(fp32_onnx, path, meta)
-    if model_src.kind == "torch":
-        from edgekit.export.tflite import export_tflite
+def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, meta, calib, gate, opts,
+                 ws: Workspace, clock: Clock, data: Path) -> dict:
+    """Make one target; returns its stage record: the shipped path, or why it was skipped, and the candidates."""
+    target = f"{fmt}:{precision}"
+    seconds = clock.share(target)
+    logs = ws.work / "logs" / f"{fmt}_{precision}.log"
+    gate_d = {"budget": gate.budget, "baseline": gate.baseline_accuracy}
+    ref = model_src.ref.as_dict() if model_src.kind == "torch" and model_src.ref is not None else None
+    tflite_onnx = str(_static_onnx_for_tflite(fp32_onnx, model_src, ws)) if ref is None else None
+    try:
+        if fmt == "onnx" and precision == "fp32":
+            return {"path": str(_onnx_fp32(fp32_onnx, path, meta).path)}
+        if fmt == "onnx" and precision == "fp16":
+            return {"path": str(_onnx_fp16(fp32_onnx, path, meta).path)}
+        if fmt == "onnx":
+            job = isolate.call("edgekit.compress.target_jobs:onnx_int8",
+                               {"onnx": str(fp32_onnx), "data": str(data), "work": str(ws.work / "candidates"),
+                                "gate": gate_d, "metadata": meta, "threads": opts.threads[0],
+                                "deadline": time.monotonic() + seconds}, what="ONNX int8 search",
+                               timeout=seconds + GRACE, log=logs).result
+            return _ship(job["candidates"], path, ws.out, opts.budget, "onnx")
+        if precision in ("fp32", "fp16"):
+            job = isolate.call("edgekit.compress.target_jobs:tflite_float",
+                               {"precision": precision, "ref": ref, "onnx": tflite_onnx, "data": str(data),
+                                "out": str(path), "metadata": meta}, what=f"TFLite {precision} conversion",
+                               timeout=seconds + GRACE, log=logs).result
+            stage = {"onnx_to_tflite": {precision: job["route"]}} if job.get("route") else {}
+            return {"path": job["path"], "stages": stage}
+        fp32_tflite = ws.out / "model_fp32.tflite"
+        job = isolate.call("edgekit.compress.target_jobs:tflite_int8",
+                           {"ref": ref, "onnx": tflite_onnx, "data": str(data),
+                            "work": str(ws.work / "tflite_candidates"), "gate": gate_d, "metadata": meta,
+                            "fp32_tflite": str(fp32_tflite) if fp32_tflite.is_file() else None,
+                            "mirror_axis": calib.mirror_axis, "threads": opts.threads[0],
+                            "deadline": time.monotonic() + seconds}, what="TFLite int8 search",
+                           timeout=seconds + GRACE, log=logs).result
+        rec = _ship(job["candidates"], path, ws.out, opts.budget, "tflite")
+        if job.get("note"):
+            rec.setdefault("stages", {}).setdefault("tflite_int8_search", {})["note"] = job["note"]
+        return rec
+    except isolate.JobFailed as exc:
+        return {"skipped": f"{exc.what} {exc.kind}: {exc.detail}"}
+    except (DataError, ConfigError) as exc:  # one target that cannot be made is reported, the others still are
+        return {"skipped": str(exc)}
 
-        return export_tflite(model_src.torch_model, calib[:1], path, precision=precision, metadata=meta, calib=calib[:256])
-    from edgekit.export.onnx_tflite import onnx_to_tflite
 
-    result = onnx_to_tflite(fp32_onnx, path, precision=precision, calib=calib[:256], metadata=meta)
-    art = result.artifact if hasattr(result, "artifact") else result
-    route = getattr(result, "route", None) or (art.notes[0] if getattr(art, "notes", ()) else None)
-    if route:
-        stages.setdefault("onnx_to_tflite", {})[precision] = str(route)
-    return art
+def _static_onnx_for_tflite(fp32_onnx: Path, model_src, ws: Workspace) -> Path:
+    """The ONNX file the TFLite routes convert: dynamic dimensions other than the batch fixed to the data's."""
+    if not getattr(model_src, "dynamic_dims", None):
+        return fp32_onnx
+    out = ws.work / "fixed_shape.onnx"
+    if not out.is_file():
+        source.fix_onnx_dims(fp32_onnx, out, model_src.input_shape)
+    return out
 
 
 def _onnx_fp32(fp32_onnx: Path, path: Path, meta: dict) -> Artifact:
@@ -411,37 +548,23 @@ def topological_sort(graph) -> None:
     graph.node.extend(copies)
 
 
-def _ship_int8(winner: search.Candidate | None, found: list[search.Candidate], path: Path, out: Path,
-               budget: float, stages: dict, fmt: str = "onnx") -> Artifact | None:
+def _ship(found: list[dict], path: Path, out: Path, budget: float, fmt: str) -> dict:
     """Copy the winning int8 candidate to ``path``; with no winner keep the best attempt under rejected/."""
+    cands = [search.Candidate(**c) for c in found]
+    winner = search.choose(cands)
     key = "int8_search" if fmt == "onnx" else "tflite_int8_search"
-    stages[key] = {"shipped": winner.name if winner else None, "why": search.why(winner, found, budget)}
-    log(f"int8 {fmt}: {stages[key]['why']}")
+    stage = {key: {"shipped": winner.name if winner else None, "why": search.why(winner, cands, budget)}}
+    log(f"int8 {fmt}: {stage[key]['why']}")
+    record = {"candidates": found, "stages": stage, "winner": winner.name if winner else None}
     if winner is None:
-        best = max((c for c in found if c.path), key=search.score, default=None)
+        best = max((c for c in cands if c.path and Path(c.path).is_file()), key=search.score, default=None)
         if best is not None:
             (out / "rejected").mkdir(exist_ok=True)
             shutil.copyfile(best.path, out / "rejected" / path.name)
-        return None
+        return record
     with rundir.atomic_path(path) as tmp:
         shutil.copyfile(winner.path, tmp)
-    return Artifact(path, fmt, "int8")
-
-
-def _torch_of(model_src: source.Source, fp32_onnx: Path, stages: dict):
-    """The PyTorch module TFLite int8 is searched on: the user's own, or onnx2torch's graph of an ONNX file
-    (None when that conversion is not possible: the ONNX route then converts int8 in one attempt)."""
-    if model_src.kind == "torch":
-        return model_src.torch_model
-    try:
-        from edgekit.export.onnx_tflite import onnx_to_torch
-
-        return onnx_to_torch(fp32_onnx)
-    except Exception as exc:
-        stages["tflite_int8_search"] = {"skipped": f"onnx2torch could not rebuild the model in PyTorch "
-                                                   f"({describe(exc)}); one attempt"}
-        log(stages["tflite_int8_search"]["skipped"])
-        return None
+    return {**record, "path": str(path)}
 
 
 def _reject(path: Path, out: Path) -> None:
@@ -450,43 +573,106 @@ def _reject(path: Path, out: Path) -> None:
         path.replace(out / "rejected" / path.name)
 
 
-def _verify(artifacts: list[Artifact], ev: samples.Samples, reference: np.ndarray, gate: search.Gate) -> list[dict]:
-    """The recipe run's verification loop with compress's gate: agreement when there are no labels, and fp32
-    held to the original within 1e-3 of its output range (a foreign model's logits can be large)."""
-    from edgekit.verify import check_artifacts
+def _verify(artifacts: list[Artifact], ev: samples.Samples, reference: np.ndarray, own_reference: np.ndarray,
+            gate: search.Gate, *, pruned: bool) -> list[dict]:
+    """Each artifact on every installed runtime, judged twice:
 
-    tolerance = 1e-3 * max(1.0, float(np.abs(reference).max()))
+    - fp32 elementwise against the model it was exported from (``own_reference``: the pruned student's outputs
+      when pruning was kept, else the original's), within 1e-3 of the output range (a foreign model's logits
+      can be large);
+    - every precision against the original (``reference``) by the task metric within the budget: accuracy
+      with labels, top-1 agreement without.
+    """
+    from edgekit.runtime import open_session, runtimes_for
+    from edgekit.verify import parity
 
-    def judge_one(art: Artifact, rep) -> tuple[bool, str]:
-        if art.precision == "fp32" and rep.max_abs_diff > tolerance:
-            return False, f"max abs diff {rep.max_abs_diff:.2e} against the original (fp32 must match)"
-        return gate.check(rep.accuracy, rep.top1_agreement)
+    tolerance = 1e-3 * max(1.0, float(np.abs(own_reference).max()))
+    entries = []
+    for art in artifacts:
+        runtimes = runtimes_for(art.path)
+        if not runtimes:
+            raise CheckFailed(f"{art.path}: no runtime installed for {art.format}")
+        per_runtime, problems = {}, []
+        for rt in runtimes:
+            with open_session(art.path, runtime=rt, threads=2) as s:
+                got = s.run(ev.x)
+            own, orig = parity(own_reference, got, ev.y), parity(reference, got, ev.y)
+            per_runtime[rt] = {**asdict(orig), "max_abs_diff_vs_exported_from": own.max_abs_diff}
+            if art.precision == "fp32" and own.max_abs_diff > tolerance:
+                problems.append(f"{rt}: max abs diff {own.max_abs_diff:.2e} against the "
+                                f"{'pruned model' if pruned else 'original'} it was exported from (fp32 must match)")
+            ok, reason = gate.check(orig.accuracy, orig.top1_agreement)
+            if not ok:
+                problems.append(f"{rt}: {reason}")
+        first_rt = runtimes[0]
+        first = per_runtime[first_rt]
+        log(f"verified {art.name}: " + (f"accuracy {first['accuracy']:.4f}, " if first["accuracy"] is not None else "")
+            + f"agreement with the original {first['top1_agreement']:.4f}, max abs diff "
+            + f"{first['max_abs_diff_vs_exported_from']:.2e} against the {'pruned model' if pruned else 'original'}"
+            + (f" -> FAILED: {'; '.join(problems)}" if problems else " -> ok"))
+        entries.append({
+            "name": art.name, "role": art.role, "path": str(art.path), "format": art.format,
+            "precision": art.precision, "size_bytes": art.path.stat().st_size, "sha256": rundir.sha256(art.path),
+            "accuracy": first["accuracy"], "top1_agreement": first["top1_agreement"],
+            "max_abs_diff": first["max_abs_diff_vs_exported_from"], "mean_abs_diff": first["mean_abs_diff"],
+            "cosine": first["cosine"], "exported_from": "pruned student" if pruned else "original",
+            "parity": per_runtime, "passed": not problems, "verdict": "; ".join(problems) or "within budget",
+            "latency": {},
+        })
+    return entries
 
-    return check_artifacts(artifacts, ev.x, ev.y, lambda art: reference, judge_one, log=log)
 
-
-def _bench(entries: list[dict], x: np.ndarray, opts: Options) -> None:
+def _bench(entries: list[dict], x: np.ndarray, opts: Options, clock: Clock) -> None:
+    """Latency of every artifact, timed side by side per format and runtime; iterations sized to the time left."""
     from edgekit.pipeline import bench_all
     from edgekit.recipe import BenchSpec
+    from edgekit.runtime import open_session
 
     live = [e for e in entries if Path(e["path"]).exists()]
-    if live:
-        bench_all(SimpleNamespace(bench=BenchSpec(threads=list(opts.threads))), live, x[:1])
-
-
-def _time_candidates(candidates: list[search.Candidate], fp32_onnx: Path, x: np.ndarray, opts: Options) -> None:
-    """Every int8 candidate against the fp32 model, interleaved, so "the fastest within budget" is measured."""
-    from edgekit.bench import compare
-
-    live = {c.name: (c.path, "onnxruntime") for c in candidates if c.path and Path(c.path).exists()}
     if not live:
         return
-    res = compare({"fp32": (str(fp32_onnx), "onnxruntime"), **live}, threads=opts.threads[0], rounds=4,
-                  iterations=50, sample=x[:1])
-    for c in candidates:
-        if c.name in res:
-            c.p50_ms = res[c.name]["p50_ms"]
-            c.speed_vs_fp32 = c.p50_ms / res["fp32"]["p50_ms"]
+    slowest = 1e-4
+    for e in live:
+        with open_session(e["path"], threads=1) as s:
+            s.run(x[:1])
+            t0 = time.perf_counter()
+            s.run(x[:1])
+            slowest = max(slowest, time.perf_counter() - t0)
+    seconds = max(10.0, min(60.0, clock.left() - 15.0))
+    per_artifact = seconds / (len(live) * 2 * len(opts.threads))  # two runtimes may run a format
+    iterations = int(max(10, min(200, per_artifact / slowest)))
+    spec = BenchSpec(threads=list(opts.threads), warmup=min(20, iterations), iterations=iterations)
+    from types import SimpleNamespace
+
+    bench_all(SimpleNamespace(bench=spec), live, x[:1])
+
+
+def recommend(entries: list[dict]) -> dict:
+    """Per runtime, the artifact to use: the fastest within the budget (1 thread, p50), the smaller one when two
+    are within 3 % of each other. Never slower than that runtime's fp32 artifact, which is always a candidate."""
+    out = {}
+    runtimes = sorted({rt for e in entries for rt in e.get("latency", {})})
+    for rt in runtimes:
+        ok = [e for e in entries if e["passed"] and rt in e.get("latency", {}) and Path(e["path"]).exists()]
+        timed = [(min(v["p50_ms"] for v in e["latency"][rt].values()), e) for e in ok]
+        if not timed:
+            continue
+        fastest = min(t for t, _ in timed)
+        close = [(t, e) for t, e in timed if t <= fastest * 1.03]
+        t, best = min(close, key=lambda te: (te[1]["size_bytes"], te[0]))
+        fp32 = next(((tt, e) for tt, e in timed if e["precision"] == "fp32" and e["format"] == best["format"]), None)
+        speed = fp32[0] / t if fp32 else None
+        if best["precision"] == "fp32":
+            why = "no smaller precision is faster here" + (
+                "" if len(timed) > 1 else " (it is the only artifact within budget on this runtime)")
+        else:
+            why = f"{speed:.2f}x the speed of fp32" if speed else "fastest within budget"
+        out[rt] = {"artifact": best["name"], "p50_ms": t, "speedup_vs_fp32": speed, "why": why}
+    return out
+
+
+def recommendation_lines(recommended: dict) -> list[str]:
+    return [f"recommended on {rt}: {r['artifact']} ({r['p50_ms']:.3f} ms, {r['why']})" for rt, r in recommended.items()]
 
 
 def _cpu_note() -> str:
@@ -495,61 +681,54 @@ def _cpu_note() -> str:
     return cpu_int8_note()
 
 
-def _inc(src, model_src, calib, ev, gate, opts, stages) -> dict | None:
+def _inc(src, model_src, opts: Options, ws: Workspace, clock: Clock, data: Path) -> dict | None:
     """Intel Neural Compressor's own autotune on the PyTorch model, for the side-by-side in the report."""
-    if not opts.inc or src.kind != "torch" or "int8" not in opts.precisions:
-        return {"skipped": "Intel Neural Compressor 3.x quantizes PyTorch models only"} if src.kind != "torch" else None
+    if src.kind != "torch":
+        return {"skipped": "Intel Neural Compressor 3.x quantizes PyTorch models only"}
+    if not opts.inc or "int8" not in opts.precisions:
+        return None
+    done = ws.done("inc")
+    if done is not None:
+        return done
+    seconds = clock.share("inc")
+    if clock.left() < 60:
+        return {"skipped": f"not run: {clock.left():.0f} s of the time limit left"}
     try:
-        from edgekit.compress.inc import inc_autotune
-    except ImportError as exc:
-        return {"skipped": f"not available: {exc}"}
-    import torch
-
-    ref = _reference_outputs(src, ev.x).argmax(1)
-    target = ev.y if ev.y is not None else ref
-
-    def eval_fn(model) -> float:
-        with torch.no_grad():
-            out = np.concatenate([model(torch.from_numpy(ev.x[i:i + 256])).numpy() for i in range(0, len(ev.x), 256)])
-        return float((out.argmax(1) == target).mean())
-
-    try:
-        res = inc_autotune(model_src.torch_model, calib.x[:1], calib.x[:256], eval_fn, budget=opts.budget)
-    except Exception as exc:
-        return {"skipped": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
-    ratio = res.latency_ratio
-    data = {"version": res.inc_version, "accuracy": res.accuracy, "baseline_accuracy": res.baseline, "met": res.met,
-            "metric": "accuracy" if ev.y is not None else "top-1 agreement with the original",
-            "trials": [f"{t.summary}: {t.accuracy:.4f}" for t in res.trials], "best_config": res.best_config,
-            "int8_weights": res.int8_weights, "latency": res.latency, "float_p50_ms": res.float_p50_ms,
-            "int8_p50_ms": res.int8_p50_ms, "latency_ratio": None if ratio != ratio else ratio,
-            "seconds": res.wall_s}
-    log(f"Intel Neural Compressor {res.inc_version} autotune: accuracy {res.accuracy:.4f} (float {res.baseline:.4f}), "
-        f"budget met: {res.met}, {len(res.trials)} trial(s), int8/float latency in torch "
-        + (f"{ratio:.2f}x" if data["latency_ratio"] else "not measured"))
-    return data
+        res = isolate.call("edgekit.compress.target_jobs:inc",
+                           {"ref": model_src.ref.as_dict(), "data": str(data), "budget": opts.budget,
+                            "deadline": time.monotonic() + seconds}, what="Intel Neural Compressor autotune",
+                           timeout=seconds + GRACE, log=ws.work / "logs" / "inc.log").result
+    except isolate.JobFailed as exc:
+        res = {"skipped": f"{exc.kind}: {exc.detail}"}
+    if "skipped" not in res:
+        ratio = res.get("latency_ratio")
+        log(f"Intel Neural Compressor {res['version']} autotune: accuracy {res['accuracy']:.4f} (float "
+            f"{res['baseline_accuracy']:.4f}), budget met: {res['met']}, {len(res['trials'])} trial(s), int8/float "
+            "latency in torch " + (f"{ratio:.2f}x" if ratio else "not measured"))
+    return ws.mark("inc", res)
 
 
-def _results(opts, src, out, entries, stages, cpu_note, baseline, candidates, winner, inc, warnings, skipped,
-             calib, ev, seconds) -> dict:
+def _results(opts, src, out, entries, stages, cpu_note, baseline, candidates, winners, inc, warnings, skipped,
+             calib, ev, recommended, seconds, ws: Workspace) -> dict:
     from edgekit import __version__, info
 
     passed = all(e["passed"] for e in entries) and not any(
         stages.get(k, {}).get("shipped", "") is None for k in ("int8_search", "tflite_int8_search"))
-    digest = rundir.sha256(src.onnx_path) if src.kind == "onnx" else None
+    digest_ = rundir.sha256(src.onnx_path) if src.kind == "onnx" else None
     return {
-        "schema": 1, "edgekit_version": __version__, "recipe": f"compress {src.name}", "recipe_digest": digest,
+        "schema": 1, "edgekit_version": __version__, "recipe": f"compress {src.name}", "recipe_digest": digest_,
         "recipe_source": src.spec, "run_dir": str(out), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "budget": opts.budget, "passed": passed, "command": "compress",
+        "budget": opts.budget, "passed": passed, "command": "compress", "resumed": ws.resumed,
+        "time_limit": opts.time_limit,
         "models": {"original": {"spec": src.spec, "kind": src.kind, "input_shape": src.input_shape,
-                                "accuracy": baseline}},
+                                "declared_input_shape": src.declared_shape, "accuracy": baseline}},
         "data": {"calibration": {"source": calib.source, "samples": len(calib.x), "note": calib.note},
                  "evaluation": {"source": ev.source, "samples": len(ev.x), "labelled": ev.y is not None,
                                 "note": ev.note}},
         "calibration_warnings": warnings, "stages": stages, "artifacts": entries, "skipped": skipped,
-        "int8_candidates": [c.as_dict() for c in candidates], "inc": inc, "cpu_int8_note": cpu_note,
+        "int8_candidates": candidates, "recommended": recommended, "inc": inc, "cpu_int8_note": cpu_note,
         "seconds": seconds, "environment": {"machine": info.machine(), "versions": info.versions()},
     }
 
 
-__all__ = ["Options", "calibration_warnings", "compress"]
+__all__ = ["Options", "calibration_warnings", "compress", "recommend"]

@@ -42,6 +42,91 @@ class Samples:
                        self.mirror_axis)
 
 
+@dataclass
+class Feeds:
+    """Samples for a model with several inputs: for each input name, N samples stacked on a new leading axis.
+
+    Each sample is fed exactly as stored: ``arrays[name][i]`` has the model's input shape with its dynamic
+    dimensions filled (its own batch axis included, when the model has one), so state tensors whose batch is
+    not the first axis go in untouched.
+    """
+
+    arrays: dict[str, np.ndarray]
+    y: np.ndarray | None
+    source: str
+    note: str = ""
+
+    def __len__(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    def sample(self, i: int) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v[i]) for k, v in self.arrays.items()}
+
+    def take(self, idx) -> Feeds:
+        return Feeds({k: v[idx] for k, v in self.arrays.items()}, None if self.y is None else self.y[idx],
+                     self.source, self.note)
+
+    def samples(self) -> list[dict[str, np.ndarray]]:
+        return [self.sample(i) for i in range(len(self))]
+
+
+def load_feeds(spec: str, inputs: list[tuple[str, list, str]], *, limit: int | None = None, seed: int = 0) -> Feeds:
+    """An .npz whose keys are the model's input names (and optionally ``y``, labels) as :class:`Feeds`.
+
+    Args:
+        inputs: the model's inputs as (name, dims with None for dynamic ones, numpy dtype name).
+
+    Raises:
+        DataError: not an .npz, a missing input, sample counts that differ, or a sample shape that does not fit.
+    """
+    path = Path(spec)
+    names = [n for n, _, _ in inputs]
+    if path.suffix != ".npz" or not path.is_file():
+        raise DataError(f"{path}: a model with {len(inputs)} inputs ({', '.join(names)}) needs an .npz with one array "
+                        f"per input name, each holding N samples stacked on a new first axis")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: unreadable .npz ({first_line(exc)[:160]})") from None
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise DataError(f"{path}: no array for input(s) {', '.join(missing)}; the model takes {', '.join(names)}, "
+                        f"the file holds {', '.join(arrays) or 'nothing'}")
+    out = {}
+    for name, dims, dtype in inputs:
+        a = arrays[name]
+        if a.ndim == len(dims):  # one row per sample, without its batch axis: give it back a batch of 1
+            if not dims or dims[0] not in (None, 1):
+                raise DataError(f"{path}: '{name}' has shape {list(a.shape)}: expected N samples of shape "
+                                f"{_dims(dims)} stacked on a new first axis")
+            a = a[:, None]
+        if a.ndim != len(dims) + 1 or any(d is not None and d != s for d, s in zip(dims, a.shape[1:], strict=True)):
+            raise DataError(f"{path}: '{name}' holds samples of shape {list(a.shape[1:])}, the model's input is "
+                            f"{_dims(dims)}")
+        if not len(a):
+            raise DataError(f"{path}: '{name}' holds no samples")
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            raise DataError(f"{path}: '{name}' holds NaN or infinite values")
+        out[name] = a.astype(dtype) if np.dtype(dtype) != a.dtype else a
+    counts = {len(v) for v in out.values()}
+    if len(counts) != 1:
+        raise DataError(f"{path}: the inputs hold different numbers of samples: "
+                        + ", ".join(f"{k} {len(v)}" for k, v in out.items()))
+    n = counts.pop()
+    y = arrays.get("y")
+    if y is not None:
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{path}: labels 'y' must be integers of shape ({n},), got {y.dtype} {list(y.shape)}")
+        y = y.astype(np.int64)
+    feeds = Feeds(out, y, str(path), f"{len(out)} inputs fed per sample as stored ({', '.join(out)})")
+    return feeds.take(_pick(n, limit, seed))
+
+
+def _dims(dims) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+
+
 @dataclass(frozen=True)
 class Pixels:
     """How pixels become model inputs when the model does not say: x = (pixels * scale - mean) / std."""

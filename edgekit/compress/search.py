@@ -94,7 +94,8 @@ def evaluate(candidate: Candidate, x: np.ndarray, y: np.ndarray | None, referenc
 
 
 def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.ndarray | None,
-              reference: np.ndarray, gate: Gate, metadata: dict, log=print, qat=None) -> list[Candidate]:
+              reference: np.ndarray, gate: Gate, metadata: dict, log=print, qat=None, deadline: float | None = None,
+              speed_remedies: bool = True) -> list[Candidate]:
     """Search int8 ONNX candidates of ``fp32_path``; returns every candidate tried, in the order tried.
 
     Args:
@@ -106,6 +107,9 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
         gate: the budget.
         metadata: embedded in every candidate.
         qat: a callable returning the path of a QAT-trained float ONNX model, or None when QAT does not apply.
+        deadline: ``time.monotonic()`` seconds after which no further candidate is started (each one left out
+            is listed as not tried).
+        speed_remedies: also try the variants that trade int8 coverage for speed (:data:`SPEED_REMEDIES`).
     """
     from edgekit.export.onnx import quantize_onnx
 
@@ -116,6 +120,8 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
     def attempt(name: str, remedy: str, samples: np.ndarray, source: Path = fp32_path, **options) -> Candidate:
         c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(samples)},
                       path=str(work / f"{name}.onnx"), excluded=list(options.get("nodes_to_exclude") or []))
+        if _late(deadline):
+            return _not_tried(c, tried, log)
         return _run(c, lambda: quantize_onnx(source, c.path, samples, metadata=metadata, **options), tried, x=x, y=y,
                     reference=reference, gate=gate, log=log)
 
@@ -126,6 +132,13 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
     attempt("ptq_entropy", "entropy (KL) calibration", small[:128], method="entropy")
     attempt("ptq_s8s8_full_range", "int8 activations and full 8-bit weights (S8S8; more precise, often slower "
             "on x86 without VNNI)", small, activation="int8", reduce_range=False)
+    if _has_int8_dot_products():
+        # 7-bit weights guard against vpmaddubsw's int16 saturation on AVX2; VNNI and Arm dot products add in
+        # int32, so full 8-bit weights lose nothing there and keep the accuracy 7 bits cost.
+        attempt("ptq_u8s8_full_range", "full 8-bit weights (this CPU's int8 dot products do not saturate)", small,
+                reduce_range=False)
+    if speed_remedies:
+        onnx_speed_remedies(attempt, fp32_path, small, tried, log)
     if any(c.passed for c in tried):
         return tried
     best = max(tried, key=score)
@@ -167,6 +180,63 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
     return tried
 
 
+# Operators that int8 makes slower on CPU runtimes, measured here: onnxruntime runs QLinearMul/QLinearSigmoid/
+# QLinearAdd-style elementwise int8 as contrib kernels slower than their float versions, and each Q/DQ pair
+# around them costs more than the op itself; LiteRT's int8 HARD_SWISH/LOGISTIC/MUL/MEAN leave XNNPACK.
+SLOW_IN_INT8 = ("Mul", "Sigmoid", "HardSigmoid", "HardSwish", "Softmax", "LayerNormalization", "Div", "Erf", "Gelu",
+                "Tanh", "Pow", "Sqrt", "ReduceMean", "Exp", "Sub", "InstanceNormalization", "GroupNormalization")
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# What onnxruntime can quantize in QDQ form besides the compute ops (its registry), minus SLOW_IN_INT8.
+FAST_IN_INT8 = (*COMPUTE_OPS, "Add", "Relu", "Clip", "LeakyRelu", "MaxPool", "AveragePool", "GlobalAveragePool",
+                "Concat", "Resize", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Split", "Pad", "Gather",
+                "Slice", "ArgMax", "Where", "DepthToSpace", "SpaceToDepth", "Expand", "Tile")
+
+
+def onnx_speed_remedies(attempt, fp32_path: Path, small: np.ndarray, tried: list[Candidate], log) -> None:
+    """Candidates that keep the operators int8 slows down in float, while convolutions and matmuls stay int8.
+
+    Tried only when the model has such operators: first those the per-operator profile of the default
+    candidate measures as slower than their float versions, then every operator of :data:`SLOW_IN_INT8`, then
+    (as NNCF's presets do for transformers) only the compute-heavy operators in int8.
+    """
+    import onnx
+
+    present = {n.op_type for n in onnx.load(str(fp32_path), load_external_data=False).graph.node}
+    slow_here = sorted(present & set(SLOW_IN_INT8))
+    if not slow_here:
+        return
+    base = next((c for c in tried if c.name == "ptq_minmax_per_channel" and c.path), None)
+    if base is not None:
+        try:
+            slower = slower_op_types(str(fp32_path), base.path, small[:1])
+        except Exception as exc:  # the profile is a hint; without it the fixed lists below still run
+            slower = []
+            log(f"  per-operator profile not measured: {describe(exc)}")
+        keep_float = sorted(set(slower) & present - set(COMPUTE_OPS))
+        if keep_float and set(keep_float) != set(slow_here):
+            attempt("ptq_profiled_float_ops", "the operators the profile measured slower in int8 than in float left "
+                    "in float: " + ", ".join(keep_float), small,
+                    op_types=[o for o in FAST_IN_INT8 + SLOW_IN_INT8 if o not in keep_float])
+    attempt("ptq_slow_ops_float", "elementwise operators that are slower in int8 (" + ", ".join(slow_here)
+            + ") left in float", small, op_types=list(FAST_IN_INT8))
+    attempt("ptq_compute_ops_only", "only convolutions and matrix products in int8 (everything else float)", small,
+            op_types=list(COMPUTE_OPS))
+
+
+def slower_op_types(fp32_path: str, int8_path: str, sample: np.ndarray) -> list[str]:
+    """Operator types whose int8 kernels take longer per inference than their float ones (onnxruntime's profiler),
+    with the int8 model's Quantize/Dequantize time charged to the operators they feed."""
+    from edgekit.compress.profile import onnx_op_times
+
+    f = onnx_op_times(fp32_path, sample)
+    q = onnx_op_times(int8_path, sample)
+    out = []
+    for op, t in q.by_base_type().items():
+        if op in f.by_base_type() and t > 1.05 * f.by_base_type()[op]:
+            out.append(op)
+    return out
+
+
 def score(c: Candidate) -> float:
     """How good a candidate is: accuracy when labelled, else agreement; a failed attempt scores -1."""
     if c.path is None:
@@ -176,6 +246,49 @@ def score(c: Candidate) -> float:
 
 def _options_of(c: Candidate) -> dict:
     return {k: v for k, v in c.options.items() if k not in ("calibration_samples", "nodes_to_exclude")}
+
+
+def _has_int8_dot_products() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "asimddp"))
+
+
+def _late(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() > deadline
+
+
+def _not_tried(c: Candidate, tried: list[Candidate], log) -> Candidate:
+    c.path, c.passed, c.reason = None, False, "not tried: the time limit was reached"
+    log(f"  {c.name}: {c.reason}")
+    tried.append(c)
+    return c
+
+
+def time_candidates(candidates: list[Candidate], fp32_path: str, runtime: str, x: np.ndarray, *, threads: int = 1,
+                    budget_s: float = 20.0) -> None:
+    """Every candidate against the fp32 model on ``runtime``, interleaved, so "the fastest within budget" is
+    measured; the rounds are sized from one timed run so the whole comparison takes about ``budget_s``."""
+    from edgekit.bench import compare
+    from edgekit.runtime import open_session
+
+    live = {c.name: (c.path, runtime) for c in candidates if c.path and Path(c.path).exists()}
+    if not live:
+        return
+    with open_session(fp32_path, runtime=runtime, threads=threads) as s:
+        s.run(x[:1])
+        t0 = time.perf_counter()
+        s.run(x[:1])
+        one = max(time.perf_counter() - t0, 1e-5)
+    iterations = int(max(5, min(50, budget_s / (one * (len(live) + 1) * 4))))
+    res = compare({"fp32": (str(fp32_path), runtime), **live}, threads=threads, rounds=4, iterations=iterations,
+                  warmup=min(20, iterations), sample=x[:1])
+    for c in candidates:
+        if c.name in res:
+            c.p50_ms = res[c.name]["p50_ms"]
+            c.speed_vs_fp32 = c.p50_ms / res["fp32"]["p50_ms"]
 
 
 def _run(c: Candidate, make, tried: list[Candidate], *, x, y, reference, gate, log) -> Candidate:
@@ -264,16 +377,19 @@ def _quant_types(options: dict) -> dict:
 
 def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray,
                 gate: Gate, metadata: dict, fp32_tflite: Path | None = None, log=print,
-                mirror_axis: int | None = None) -> list[Candidate]:
+                mirror_axis: int | None = None, deadline: float | None = None,
+                speed_remedies: bool = True) -> list[Candidate]:
     """The same search for full-int8 TFLite; ``mirror_axis`` (images: the width axis) lets QAT also train on
     mirrored calibration samples.
 
     Remedies in order: litert-torch's PT2E quantizer per channel (edgekit's default), per tensor, and with
-    min-max activation ranges (on the PyTorch ``model``; skipped when it is None), ai-edge-quantizer's static int8 of the fp32 .tflite (min-max
+    min-max activation ranges (on the PyTorch ``model``; skipped when it is None); with ``speed_remedies``, the
+    variants that keep the operators int8 slows down in float (ai-edge-quantizer on the fp32 .tflite, see
+    :func:`tflite_speed_remedies`); then ai-edge-quantizer's static int8 of the fp32 .tflite (min-max
     calibration), with more calibration samples, then with the 1, 2, 4, 8 most sensitive operators left in
     float — ranked by the signal-to-noise ratio each loses, measured by ai-edge-quantizer's own validation
     (float and int8 tensors compared on calibration inputs) — and last, the most expensive, quantization-aware
-    training of ``model`` (skipped when it is None).
+    training of ``model`` (skipped when it is None). ``deadline`` as in :func:`onnx_int8`.
     """
     from edgekit.export.tflite import export_tflite
 
@@ -285,6 +401,8 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
         c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(samples)},
                       path=str(work / f"{name}.tflite"), excluded=list(options.get("float_ops") or []),
                       format="tflite")
+        if _late(deadline):
+            return _not_tried(c, tried, log)
         return _run(c, lambda: make(c.path, samples, **options), tried, x=x, y=y, reference=reference, gate=gate,
                     log=log)
 
@@ -292,29 +410,32 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
         export_tflite(model, samples[:1], path, precision="int8", metadata=metadata, calib=samples,
                       int8_options=options)
 
-    def aeq(path, samples, float_ops=()):
+    def aeq(path, samples, float_ops=(), op_types=None):
         from edgekit.artifact import METADATA_KEY, metadata_json
         from edgekit.export.tflite import embed_metadata
 
-        data = aeq_static_int8(fp32_tflite.read_bytes(), samples, float_ops=float_ops)
+        data = aeq_static_int8(fp32_tflite.read_bytes(), samples, float_ops=float_ops, op_types=op_types)
         text = metadata_json({**metadata, "precision": "int8"}).encode()
         Path(path).write_bytes(embed_metadata(data, METADATA_KEY, text, compact=True))
 
     log(f"TFLite int8 search: {len(small)} calibration samples")
     if model is not None:
-        if attempt("tflite_ptq_per_channel", "plain post-training int8 (litert-torch PT2E, per-channel)", small,
-                   pt2e).passed:
-            return tried
-        if attempt("tflite_ptq_per_tensor", "per-tensor weight scales", small, pt2e, per_channel=False).passed:
-            return tried
-        if attempt("tflite_ptq_minmax", "min-max activation ranges instead of histogram (keeps the tails)", small,
-                   pt2e, activation_observer="minmax").passed:
-            return tried
+        first = attempt("tflite_ptq_per_channel", "plain post-training int8 (litert-torch PT2E, per-channel)", small,
+                        pt2e)
+        if not first.passed:
+            attempt("tflite_ptq_per_tensor", "per-tensor weight scales", small, pt2e, per_channel=False)
+        if not any(c.passed for c in tried):
+            attempt("tflite_ptq_minmax", "min-max activation ranges instead of histogram (keeps the tails)", small,
+                    pt2e, activation_observer="minmax")
     if fp32_tflite is not None and not Path(fp32_tflite).is_file():
         fp32_tflite = None  # the fp32 export failed or was not asked for: make one from the model when there is one
-    if fp32_tflite is None and model is not None:
+    if fp32_tflite is None and model is not None and not _late(deadline):
         fp32_tflite = work / "fp32.tflite"
         export_tflite(model, small[:1], fp32_tflite, precision="fp32", metadata=metadata)
+    if fp32_tflite is not None and speed_remedies:
+        tflite_speed_remedies(attempt, aeq, Path(fp32_tflite), small)
+    if any(c.passed for c in tried):
+        return tried
     if fp32_tflite is not None and _aeq_ladder(attempt, aeq, Path(fp32_tflite), calib, small, log):
         return tried
     if model is not None:
@@ -323,6 +444,28 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
                 f"{mirrored} under int8 fake quantization, the original model as teacher", calib[:MAX_CALIB], pt2e,
                 qat_epochs=QAT_EPOCHS, qat_lr=QAT_LR, qat_mirror_axis=mirror_axis)
     return tried
+
+
+# LiteRT operators whose int8 kernels are slow or leave XNNPACK's delegate (measured: h-swish nets 5.2x slower
+# in full int8 than in float), and the compute operators int8 speeds up.
+TFLITE_SLOW_IN_INT8 = ("HARD_SWISH", "LOGISTIC", "MUL", "MEAN", "SOFTMAX", "GELU", "TANH", "DIV", "SUB", "EXP",
+                       "POW", "SQRT", "RSQRT", "SQUARED_DIFFERENCE", "SUM", "REDUCE_MAX", "BATCH_MATMUL")
+TFLITE_COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
+
+
+def tflite_speed_remedies(attempt, aeq, fp32_tflite: Path, small: np.ndarray) -> None:
+    """ai-edge-quantizer int8 with the operators int8 slows down left in float: those of
+    :data:`TFLITE_SLOW_IN_INT8` the model has, then everything but the compute operators."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = {o["op_name"] for o in Interpreter(model_path=str(fp32_tflite))._get_ops_details()}  # noqa: SLF001
+    slow = sorted(ops & set(TFLITE_SLOW_IN_INT8))
+    if not slow:
+        return
+    attempt("tflite_slow_ops_float", "operators that are slower in int8 (" + ", ".join(slow) + ") left in float",
+            small, aeq, op_types=sorted(ops - set(slow)))
+    attempt("tflite_compute_ops_only", "only convolutions and fully-connected layers in int8 (everything else float)",
+            small, aeq, op_types=sorted(ops & set(TFLITE_COMPUTE_OPS)))
 
 
 def _aeq_ladder(attempt, aeq, fp32_tflite: Path, calib: np.ndarray, small: np.ndarray, log) -> bool:
@@ -354,15 +497,23 @@ def _aeq_ladder(attempt, aeq, fp32_tflite: Path, calib: np.ndarray, small: np.nd
     return False
 
 
-def aeq_static_int8(flatbuffer: bytes, calib: np.ndarray, *, float_ops=()) -> bytes:
+def aeq_static_int8(flatbuffer: bytes, calib: np.ndarray, *, float_ops=(), op_types=None) -> bytes:
     """ai-edge-quantizer static int8 (int8 weights per channel, int8 activations), calibrated on ``calib``;
-    operators whose output tensor is named in ``float_ops`` stay float."""
+    operators whose output tensor is named in ``float_ops`` stay float, and with ``op_types`` (LiteRT names,
+    e.g. CONV_2D) only operators of those types are quantized."""
     import re
 
     from ai_edge_quantizer import qtyping, recipe
 
     q = _aeq(flatbuffer)
-    q.load_quantization_recipe(recipe.static_wi8_ai8())
+    if op_types is None:
+        q.load_quantization_recipe(recipe.static_wi8_ai8())
+    else:
+        for op in op_types:
+            name = _aeq_op_name(op)
+            if name is None:
+                continue
+            q.add_static_config(regex=".*", operation_name=name, activation_num_bits=8, weight_num_bits=8)
     for name in float_ops:
         q.update_quantization_recipe(regex=f"^{re.escape(name)};?$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                      algorithm_key="no_quantize")
@@ -393,6 +544,15 @@ def _calibration_bar_on_terminals_only() -> Iterator[None]:
         yield
     finally:
         cls.__init__ = original
+
+
+def _aeq_op_name(op: str):
+    """ai-edge-quantizer's name for a LiteRT operator (TRANSPOSE_CONV → CONV_2D_TRANSPOSE), or None when it
+    cannot quantize that operator."""
+    from ai_edge_quantizer import qtyping
+
+    name = {"TRANSPOSE_CONV": "CONV_2D_TRANSPOSE"}.get(op, op)
+    return next((m for m in qtyping.TFLOperationName if m.name == name), None)
 
 
 def _aeq(flatbuffer: bytes):

@@ -23,6 +23,35 @@ from edgekit.artifact import METADATA_KEY
 from edgekit.errors import ConfigError, DataError, describe, first_line, require
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """How to rebuild the user's PyTorch model in another process (pruning and conversion run in children).
+
+    Attributes:
+        spec: ``file.py:factory`` or a registry name, as the user typed it.
+        args: the factory's keyword arguments.
+        weights: the state_dict file.
+        pruned: a pruned model written by :func:`edgekit.compress.prune.save_pruned`, applied after loading.
+    """
+
+    spec: str
+    args: dict
+    weights: str
+    pruned: str | None = None
+
+    def load(self):
+        """The model, in eval mode, with its weights (and pruned structure)."""
+        model = load_torch(self.spec, weights=self.weights, args=self.args).torch_model
+        if self.pruned:
+            from edgekit.compress.prune import load_pruned
+
+            load_pruned(model, self.pruned)
+        return model.eval()
+
+    def as_dict(self) -> dict:
+        return {"spec": self.spec, "args": self.args, "weights": self.weights, "pruned": self.pruned}
+
+
 @dataclass
 class Source:
     """A model to compress.
@@ -36,6 +65,7 @@ class Source:
         torch_model: the PyTorch module (kind "torch" only).
         metadata: the edgekit metadata the file carries, or {} for a foreign model.
         labels: class names, when known.
+        ref: how a child process rebuilds ``torch_model`` (kind "torch" only).
     """
 
     spec: str
@@ -46,6 +76,20 @@ class Source:
     torch_model: object = None
     metadata: dict = field(default_factory=dict)
     labels: list[str] | None = None
+    ref: ModelRef | None = None
+    declared_shape: list[int | None] | None = None  # the ONNX input as the file declares it (None: dynamic)
+    inputs: list[tuple[str, list, str]] = field(default_factory=list)  # every input: (name, dims, numpy dtype)
+    outputs: list[str] = field(default_factory=list)  # every output's name, in order
+
+    @property
+    def several_io(self) -> bool:
+        """Whether the model has several inputs or outputs (judged and fed per input/output, by name)."""
+        return len(self.inputs) > 1 or len(self.outputs) > 1
+
+    @property
+    def dynamic_dims(self) -> bool:
+        """Whether the file leaves input dimensions other than the batch open (the data fixed them)."""
+        return bool(self.declared_shape) and any(d is None for d in self.declared_shape[1:])
 
     @property
     def name(self) -> str:
@@ -76,15 +120,55 @@ def open_onnx(path: str | Path) -> Source:
     _check_runs(path)
     initializers = {i.name for i in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise DataError(f"{path}: edgekit compresses models with one input; this one has {len(inputs)} "
-                        f"({', '.join(i.name for i in inputs)})")
+    described = []
+    for i in inputs:
+        d = input_dims(i)
+        if d is None:
+            raise DataError(f"{path}: input '{i.name}' declares no shape; edgekit needs at least its rank")
+        elem = onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
+        described.append((i.name, d, np.dtype(elem).name))
     inp = inputs[0]
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
-    metadata = next((json.loads(p.value) for p in proto.metadata_props if p.key == METADATA_KEY), {})
+    dims = described[0][1]
+    try:
+        metadata = next((json.loads(p.value) for p in proto.metadata_props if p.key == METADATA_KEY), {})
+    except ValueError:
+        metadata = {}
     shape = [1 if (i == 0 and d is None) else d for i, d in enumerate(dims)]
     return Source(spec=str(path), kind="onnx", onnx_path=path, input_name=inp.name, input_shape=shape,
-                  metadata=metadata, labels=metadata.get("labels"))
+                  metadata=metadata if isinstance(metadata, dict) else {}, labels=(metadata or {}).get("labels")
+                  if isinstance(metadata, dict) else None, declared_shape=dims, inputs=described,
+                  outputs=[o.name for o in proto.graph.output])
+
+
+def input_dims(value_info) -> list[int | None] | None:
+    """An ONNX input's dimensions, None for each dynamic one (a symbol such as "height", an empty dimension,
+    or -1 / 0, which some exporters write for "any"); None when the input has no shape at all."""
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim]
+
+
+def fix_onnx_dims(path: Path, out: Path, shape: list[int], *, keep_batch: bool = True) -> None:
+    """A copy of an ONNX file whose single input has ``shape`` (the batch kept dynamic unless ``keep_batch`` is
+    False): for converters that need static shapes (TFLite)."""
+    import onnx
+
+    from edgekit.rundir import atomic_path
+
+    proto = onnx.load(str(path))
+    inits = {i.name for i in proto.graph.initializer}
+    inp = next(i for i in proto.graph.input if i.name not in inits)
+    for i, (d, size) in enumerate(zip(inp.type.tensor_type.shape.dim, shape, strict=True)):
+        if i == 0 and keep_batch:
+            if not d.HasField("dim_value") or d.dim_value <= 0:
+                d.Clear()
+                d.dim_param = "batch"
+            continue
+        d.Clear()
+        d.dim_value = int(size)
+    with atomic_path(out) as tmp:
+        onnx.save_model(proto, str(tmp))
 
 
 def _check_runs(path: Path) -> None:
@@ -142,7 +226,7 @@ def load_torch(spec: str, *, weights: str | Path | None, args: dict | None = Non
     check_fits(model, state, weights=weights, spec=spec)
     model.load_state_dict(state, strict=True)
     return Source(spec=spec, kind="torch", onnx_path=None, input_name="input", input_shape=[],
-                  torch_model=model.eval())
+                  torch_model=model.eval(), ref=ModelRef(spec, dict(args or {}), str(weights)))
 
 
 def check_fits(model, state: dict, *, weights: Path, spec: str) -> None:
@@ -197,7 +281,7 @@ def fix_input_shape(source: Source, sample_shape: tuple[int, ...]) -> None:
     want = [1, *sample_shape]
     if source.kind == "onnx":
         if len(want) != len(source.input_shape) or any(d is not None and d != w
-                                                       for d, w in zip(source.input_shape, want, strict=True)):
+                                                       for d, w in zip(source.input_shape[1:], want[1:], strict=True)):
             raise DataError(f"{source.spec}: input '{source.input_name}' has shape {_shape(source.input_shape)}, "
                             f"the data gives samples of shape {_shape(want)}")
         source.input_shape = want
@@ -224,7 +308,11 @@ def to_onnx(source: Source, work: Path) -> None:
     source.onnx_path = path
 
 
-def _shape(dims) -> str:
+def shape_text(dims) -> str:
+    """``[N?, 3, ?, ?]``-style text of a shape whose dynamic dimensions are None."""
     return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+
+
+_shape = shape_text
 
 

@@ -115,6 +115,23 @@ class Session:
     def _run(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    @property
+    def inputs(self) -> list[tuple[str, tuple, np.dtype]]:
+        """Every input as (name, shape, dtype), in the model's order (dynamic dimensions are -1)."""
+        return [("input", tuple(self.input_shape), self.input_dtype)]
+
+    def run_feeds(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one call with every input given by name, each exactly as stored (its own batch axis, if any);
+        return every output, in the model's order. For models with several inputs or outputs (a stateful RNN
+        takes its state in and gives the new state out).
+
+        Raises:
+            DataError: an input is missing or does not fit.
+        """
+        if len(feeds) != 1:
+            raise DataError(f"{self.path}: this runtime session takes one input")
+        return [self._run(next(iter(feeds.values())))]
+
     def close(self) -> None:
         """Release the runtime's session; the object cannot run afterwards."""
 

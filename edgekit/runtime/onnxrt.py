@@ -43,6 +43,23 @@ class OnnxSession(Session):
         out = self._sess.run([self._output], {self._input: x.astype(self.input_dtype, copy=False)})[0]
         return np.asarray(out, dtype=np.float32)
 
+    @property
+    def inputs(self) -> list[tuple[str, tuple, np.dtype]]:
+        return [(i.name, tuple(d if isinstance(d, int) and d >= 0 else -1 for d in i.shape),
+                 np.dtype(_ORT_DTYPES.get(i.type, np.float32))) for i in self._sess.get_inputs()]
+
+    def run_feeds(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        want = self.inputs
+        missing = [n for n, _, _ in want if n not in feeds]
+        if missing:
+            raise DataError(f"{self.path}: no data for input(s) {', '.join(missing)} (the model takes "
+                            f"{', '.join(n for n, _, _ in want)})")
+        try:
+            outs = self._sess.run(None, {n: np.asarray(feeds[n]).astype(dt, copy=False) for n, _, dt in want})
+        except Exception as exc:  # a shape or type onnxruntime refuses
+            raise DataError(f"{self.path}: onnxruntime refused the inputs: {_first_line(exc)}") from None
+        return [np.asarray(o) for o in outs]
+
     def close(self) -> None:
         self._sess = None
 

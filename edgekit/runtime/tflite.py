@@ -77,6 +77,38 @@ class TfliteSession(Session):
         self._batch = n
         return True
 
+    @property
+    def inputs(self) -> list[tuple[str, tuple, np.dtype]]:
+        details = self._it.get_input_details()
+        names = (self.metadata.get("input") or {}).get("names") or []
+        out = []
+        for i, d in enumerate(details):
+            sig = d.get("shape_signature")
+            shape = tuple(int(v) for v in (sig if sig is not None and len(sig) else d["shape"]))
+            out.append((names[i] if i < len(names) else d["name"], shape, np.dtype(d["dtype"])))
+        return out
+
+    def run_feeds(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Inputs are matched by the names the edgekit metadata records (the ONNX names, in order) or the file's
+        own; outputs come back in the order of the file's output tensors, dequantized when integer."""
+        details = self._it.get_input_details()
+        names = [n for n, _, _ in self.inputs]
+        missing = [n for n in names if n not in feeds]
+        if missing:
+            raise DataError(f"{self.path}: no data for input(s) {', '.join(missing)} (the model takes "
+                            f"{', '.join(names)})")
+        for d, name in zip(details, names, strict=True):
+            x = np.asarray(feeds[name])
+            if tuple(x.shape) != tuple(int(v) for v in d["shape"]):
+                self._it.resize_tensor_input(d["index"], list(x.shape), strict=False)
+                self._it.allocate_tensors()
+            self._it.set_tensor(d["index"], _quantize(x.astype(np.float32) if np.issubdtype(d["dtype"], np.integer)
+                                                      and _qparams(d) else x, d["dtype"], _qparams(d)))
+        self._it.invoke()
+        return [_dequantize(self._it.get_tensor(o["index"]), _qparams(o)) if _qparams(o) or
+                np.issubdtype(o["dtype"], np.floating) else np.asarray(self._it.get_tensor(o["index"]))
+                for o in self._it.get_output_details()]
+
     def close(self) -> None:
         self._it = None
 

@@ -1,0 +1,181 @@
+"""Pruning and distillation of a user's model, as a child-process job (:mod:`edgekit.isolate`).
+
+The child rebuilds the model from its :class:`~edgekit.compress.source.ModelRef`, prunes a copy with
+:func:`edgekit.compress.prune.prune_any` (every result checked layer by layer and run), re-estimates the
+BatchNorm statistics the pruning invalidated, and fine-tunes the student to reproduce the original's
+outputs on the calibration inputs (no labels needed), within its share of the time limit. It writes the
+pruned model with :func:`~edgekit.compress.prune.save_pruned`; the parent loads it back with ``weights_only``.
+A crash or a hang in here costs the command its pruning, never the command.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+import numpy as np
+
+
+def run(*, ref: dict, data: str, macs_ratio: float, seconds: float, distill_seconds: float, out: str,
+        mirror_axis: int | None = None, threads: int = 0) -> dict:
+    """Prune ``ref``'s model to ``macs_ratio`` of its MACs and distil it; returns what was measured.
+
+    Args:
+        ref: a ModelRef as a dict.
+        data: an .npz with ``calib`` (the calibration inputs).
+        macs_ratio: target MACs / dense MACs.
+        seconds: time for finding a pruning that works.
+        distill_seconds: time for fine-tuning the student afterwards.
+        out: where the pruned model goes (``.pt`` with a ``.json`` beside it).
+        mirror_axis: the width axis of image inputs: fine-tuning also sees mirrored samples.
+
+    Returns:
+        {"pruned": bool, "result": PruneResult fields, "attempts": [...], "distill": {...}}
+    """
+    import copy
+
+    import torch
+
+    from edgekit.compress.prune import prune_any, save_pruned
+    from edgekit.compress.source import ModelRef
+
+    if threads:
+        torch.set_num_threads(threads)
+    t_start = time.monotonic()
+    teacher = ModelRef(**ref).load()
+    with np.load(data) as z:
+        calib = z["calib"].astype(np.float32)
+    example = torch.from_numpy(calib[:1])
+    log(f"pruning to {macs_ratio:.2f}x of the MACs (at most {seconds:.0f} s)")
+    dense = copy.deepcopy(teacher)
+    student, res, attempts = prune_any(teacher, example, macs_ratio=macs_ratio, deadline=t_start + seconds, log=log)
+    report = {"pruned": student is not None, "attempts": [asdict(a) for a in attempts],
+              "seconds_pruning": time.monotonic() - t_start}
+    if student is None:
+        return report
+    report["result"] = {**asdict(res), "macs_ratio": res.macs_ratio, "params_ratio": res.params_ratio}
+    log(f"pruned ({res.strategy}): {res.macs_ratio:.2f}x MACs, {res.params_ratio:.2f}x parameters")
+    report["distill"] = distill(student, dense, calib, seconds=distill_seconds, mirror_axis=mirror_axis)
+    save_pruned(out, student, dense)
+    return report
+
+
+def log(msg: str) -> None:
+    import sys
+
+    print(f"[edgekit compress] {msg}", file=sys.stderr, flush=True)
+
+
+def distill(student, teacher, x: np.ndarray, *, seconds: float, mirror_axis: int | None = None,
+            batch: int = 32, lr: float = 1e-3, max_epochs: int = 30, seed: int = 0) -> dict:
+    """Fine-tune ``student`` to reproduce ``teacher``'s outputs on ``x`` (no labels), for at most ``seconds``.
+
+    First the BatchNorm statistics are re-estimated on ``x`` (pruning changes every layer's input, so the
+    running means and variances no longer fit), then the student learns the teacher's logits with a
+    mean-squared error on logits scaled by their spread, and a KL term on the class distribution. BatchNorm
+    stays in eval mode while training: a few hundred samples in small batches would make its statistics noisy.
+    The weights of the epoch whose held-back samples (a tenth) agree best with the teacher are kept.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.monotonic()
+    xs = torch.from_numpy(np.ascontiguousarray(x))
+    with torch.no_grad():
+        target = torch.cat([teacher(xs[i:i + 64]) for i in range(0, len(xs), 64)])
+    n_val = max(1, len(xs) // 10)
+    val_x, val_t, tr_x, tr_t = xs[:n_val], target[:n_val], xs[n_val:], target[n_val:]
+    if not len(tr_x):
+        tr_x, tr_t = xs, target
+    scale = target.std().clamp_min(1e-6)
+
+    def agreement() -> float:
+        student.eval()
+        with torch.no_grad():
+            out = torch.cat([student(val_x[i:i + 64]) for i in range(0, len(val_x), 64)])
+        return float((out.argmax(1) == val_t.argmax(1)).float().mean()) if out.dim() == 2 else float(
+            -((out - val_t) ** 2).mean())
+
+    first = agreement()
+    before = copy_state(student)
+    recalibrate_batchnorm(student, tr_x)  # kept only where it helps on the held-back samples
+    recalibrated = agreement()
+    if recalibrated < first:
+        student.load_state_dict(before)
+    best = (max(first, recalibrated), copy_state(student))
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    epochs = 0
+    per_epoch = None
+    while epochs < max_epochs:
+        if per_epoch is not None and time.monotonic() - t0 + per_epoch > seconds:
+            break
+        t_epoch = time.monotonic()
+        student.train()
+        _batchnorm_eval(student)
+        for idx in torch.randperm(len(tr_x), generator=gen).split(batch):
+            xb, tb = tr_x[idx], tr_t[idx]
+            if mirror_axis is not None:
+                flip = torch.rand(len(idx), generator=gen) < 0.5
+                if flip.any():
+                    xb = xb.clone()
+                    xb[flip] = xb[flip].flip(mirror_axis)
+                    with torch.no_grad():
+                        tb = tb.clone()
+                        tb[flip] = teacher(xb[flip])
+            out = student(xb)
+            loss = F.mse_loss(out / scale, tb / scale)
+            if out.dim() == 2 and out.shape[1] > 1:
+                loss = loss + F.kl_div(F.log_softmax(out, 1), F.log_softmax(tb, 1), log_target=True,
+                                       reduction="batchmean")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        epochs += 1
+        per_epoch = time.monotonic() - t_epoch
+        score = agreement()
+        if score > best[0]:
+            best = (score, copy_state(student))
+        log(f"distill epoch {epochs}: held-back agreement with the original {score:.4f}")
+    student.load_state_dict(best[1])
+    student.eval()
+    return {"epochs": epochs, "seconds": time.monotonic() - t0, "agreement_before": first,
+            "agreement_batchnorm_recalibrated": recalibrated,
+            "agreement_after": best[0], "samples": len(tr_x), "held_back": n_val}
+
+
+def copy_state(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def recalibrate_batchnorm(model, xs, batch: int = 32) -> None:
+    """Re-estimate every BatchNorm's running statistics on ``xs`` (a cumulative average over the batches)."""
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(xs), batch):
+            if len(xs[i:i + batch]) > 1:
+                model(xs[i:i + batch])
+    for m, momentum in saved:
+        m.momentum = momentum
+    model.eval()
+
+
+def _batchnorm_eval(model) -> None:
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+__all__ = ["distill", "recalibrate_batchnorm", "run"]

@@ -1,0 +1,154 @@
+"""Structured pruning of architectures torch-pruning gets wrong: checked, bounded, and never a broken model."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch_pruning")
+from torch import nn  # noqa: E402
+
+from edgekit.compress.prune import check_pruned, load_pruned, prune_any, save_pruned  # noqa: E402
+
+
+class SplitBlock(nn.Module):
+    """Like a mixed-kernel convolution: the forward splits its input into sizes stored on the module."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.splits = [c // 2, c - c // 2]
+        self.a = nn.Conv2d(self.splits[0], self.splits[0], 3, padding=1, groups=self.splits[0])
+        self.b = nn.Conv2d(self.splits[1], self.splits[1], 5, padding=2, groups=self.splits[1])
+
+    def forward(self, x):
+        xa, xb = torch.split(x, self.splits, 1)
+        return torch.cat([self.a(xa), self.b(xb)], 1)
+
+
+class MixedNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
+        self.expand = nn.Conv2d(32, 64, 1)
+        self.mixed = SplitBlock(64)
+        self.body = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.head(self.body(self.mixed(self.expand(self.stem(x)))).mean((2, 3)))
+
+
+class PartialResidual(nn.Module):
+    """``out[:, :c] + x``: sends torch-pruning 1.6's dependency walk round and round (seen on RexNet)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.cin = cin
+        self.conv = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
+
+    def forward(self, x):
+        out = self.conv(x)
+        return torch.cat([out[:, : self.cin] + x, out[:, self.cin:]], 1)
+
+
+class RexLike(nn.Module):
+    def __init__(self):
+        super().__init__()
+        chans = [16, 24, 32, 40, 48, 56, 64, 72]
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.blocks = nn.Sequential(*[PartialResidual(a, b) for a, b in zip(chans, chans[1:], strict=False)])
+        self.head = nn.Linear(72, 10)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.attn_dim = dim
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        x = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, self.attn_dim))
+
+
+class TinyViT(nn.Module):
+    def __init__(self, dim: int = 64, depth: int = 2):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 4, 4)
+        self.blocks = nn.ModuleList(nn.ModuleDict({"n1": nn.LayerNorm(dim), "attn": Attention(dim, 4),
+                                                   "n2": nn.LayerNorm(dim), "fc1": nn.Linear(dim, 4 * dim),
+                                                   "fc2": nn.Linear(4 * dim, dim)}) for _ in range(depth))
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        for blk in self.blocks:
+            x = x + blk["attn"](blk["n1"](x))
+            x = x + blk["fc2"](torch.relu(blk["fc1"](blk["n2"](x))))
+        return self.head(x.mean(1))
+
+
+def example():
+    return torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_layer_whose_forward_hard_codes_a_split_is_left_alone_and_the_rest_is_pruned():
+    torch.manual_seed(0)
+    model = MixedNet().eval()
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
+    assert pruned is not None, [a.detail for a in attempts]
+    assert res.macs_ratio <= 0.6 and check_pruned(pruned, example(), reference=model) == []
+    assert not attempts[0].passed and "split" in attempts[0].detail  # the plain strategy broke it, and says how
+    assert any(name.startswith(("expand", "mixed")) for name in res.left_alone)
+    assert pruned.mixed.splits == [32, 32]  # the split layer kept its width
+
+
+def test_a_dependency_walk_that_never_ends_is_cut_short_in_bounded_time():
+    torch.manual_seed(0)
+    t0 = time.monotonic()
+    pruned, res, attempts = prune_any(RexLike().eval(), example(), macs_ratio=0.5,
+                                      deadline=time.monotonic() + 60, log=lambda m: None)
+    assert time.monotonic() - t0 < 120
+    assert attempts and all(a.detail for a in attempts)  # every attempt says why it ended
+    if pruned is not None:  # whatever came out is sound
+        assert check_pruned(pruned, example(), reference=RexLike().eval()) == []
+
+
+def test_attention_is_pruned_by_whole_heads_or_left_alone_never_broken():
+    torch.manual_seed(0)
+    model = TinyViT().eval()
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.7, log=lambda m: None)
+    assert pruned is not None, [a.detail for a in attempts]
+    assert check_pruned(pruned, example(), reference=model) == []
+    for blk in pruned.blocks:
+        attn = blk["attn"]
+        assert attn.qkv.out_features == 3 * attn.num_heads * attn.head_dim
+
+
+def test_an_inconsistent_layer_is_named_before_anything_runs_it():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=4))
+    model[1].in_channels = 6  # what a bad pruning step leaves: channels no longer divide by groups
+    problems = check_pruned(model, torch.randn(1, 3, 8, 8))
+    assert problems and "groups=4" in problems[0] and problems[0].startswith("1:")
+
+
+def test_a_pruned_model_is_saved_without_pickled_modules_and_rebuilt_exactly(tmp_path):
+    torch.manual_seed(0)
+    model = MixedNet().eval()
+    pruned, _, _ = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
+    save_pruned(tmp_path / "p.pt", pruned, model)
+    torch.manual_seed(1)  # another dense model: only the saved tensors and attributes may matter
+    rebuilt = load_pruned(MixedNet().eval(), tmp_path / "p.pt")
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(x), pruned(x), atol=1e-6)
+    assert (tmp_path / "p.json").is_file()
