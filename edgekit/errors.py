@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -34,13 +35,19 @@ class CheckFailed(EdgekitError):
         self.run_dir = run_dir
 
 
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (its type name when there is none), at most 200 chars.
+# onnxruntime's prefix before its actual message: "[ONNXRuntimeError] : 1 : FAIL : Load model from /long/path failed:"
+_ORT_PREFIX = re.compile(r"\[ONNXRuntimeError\] : \d+ : \w+ : (?:Load model from .*? failed:)?\s*")
+
+
+def first_line(exc: BaseException, limit: int = 600) -> str:
+    """The first non-empty line of an exception's message (its type name when there is none), at most ``limit``
+    characters, with onnxruntime's boilerplate prefix dropped so that its actual message survives.
 
     For one-line reasons in logs and reports; ``str(exc).splitlines()[0]`` fails on an empty message.
     """
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:200]
+    line = _ORT_PREFIX.sub("", lines[0]) if lines else type(exc).__name__
+    return line[:limit]
 
 
 def describe(exc: BaseException) -> str:

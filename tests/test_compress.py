@@ -202,7 +202,7 @@ def test_tflite_search_ends_with_quantization_aware_training_when_nothing_else_p
     tried = search.tflite_int8(model, tmp_path, calib=calib, x=x, y=None, reference=reference, gate=impossible,
                                metadata={}, log=lambda m: None, mirror_axis=3)
     names = [c.name for c in tried]
-    assert names[:3] == ["tflite_ptq_per_channel", "tflite_ptq_per_tensor", "tflite_ptq_minmax"]
+    assert names[0] == "tflite_ptq_per_channel" and {"tflite_ptq_per_tensor", "tflite_ptq_minmax"} <= set(names)
     qat = tried[-1]
     assert qat.name == "tflite_qat" and "mirror images" in qat.remedy
     assert qat.top1_agreement is not None and qat.top1_agreement > 0.8, qat  # measured, and a working model

@@ -32,7 +32,7 @@ def test_mlperf_person_detector_compresses_to_int8_onnx_and_tflite_with_99_perce
     for name in shipped:
         for rt, rep in arts[name]["parity"].items():
             assert rep["top1_agreement"] >= 0.99, (name, rt, rep)
-        assert arts[name]["size_bytes"] < 0.35 * arts[name.replace("int8", "fp32")]["size_bytes"]
+        assert arts[name]["size_bytes"] < 0.4 * arts[name.replace("int8", "fp32")]["size_bytes"]
         assert arts[name]["latency"], name  # measured, and compared with fp32 in the report
     tflite = res["stages"]["tflite_int8_search"]
     if "tflite_int8" not in shipped:  # the gate held: nothing under 99 % agreement ships, and the run says so

@@ -85,6 +85,14 @@ class Clock:
 
     def __init__(self, limit: float, stages: list[str]):
         self.start, self.limit, self.todo = time.monotonic(), float(limit), list(stages)
+        self.spent: dict[str, float] = {}  # seconds each stage took, for the report
+        self._last = self.start
+
+    def lap(self, stage: str) -> None:
+        """Record the time since the previous lap as ``stage``'s."""
+        now = time.monotonic()
+        self.spent[stage] = round(self.spent.get(stage, 0.0) + now - self._last, 1)
+        self._last = now
 
     def left(self) -> float:
         return self.limit - (time.monotonic() - self.start)
@@ -139,6 +147,7 @@ def compress(opts: Options) -> Path:
         with rundir.atomic_path(data) as tmp, open(tmp, "wb") as f:
             np.savez(f, calib=calib.x, x=ev.x, reference=reference, **({"y": ev.y} if ev.y is not None else {}))
     _reference_onnx(src, ws, stages)
+    clock.lap("load, reference outputs, ONNX export")
 
     meta = model_metadata(labels=list(labels) if labels else [str(i) for i in range(reference.shape[1])],
                           input_shape=list(src.input_shape), preprocess=_preprocess_of(src, calib), precision="fp32",
@@ -158,6 +167,7 @@ def compress(opts: Options) -> Path:
         pruned = _prune(src, calib, ev, gate, opts, ws, clock, stages, data)
         if pruned is not None:
             model_src, fp32_onnx, student_out = pruned
+        clock.lap("prune and distill")
 
     # 4. every target, each in its own child process
     artifacts, candidates, skipped, winners = [], [], [], {}
@@ -173,6 +183,7 @@ def compress(opts: Options) -> Path:
                                         ws, clock, data))
         else:
             clock.share(target)
+        clock.lap(target)
         candidates += done.get("candidates", [])
         stages.update(done.get("stages", {}))
         if done.get("skipped"):
@@ -193,7 +204,9 @@ def compress(opts: Options) -> Path:
         if not e["passed"] and e["precision"] != "fp32":
             _reject(Path(e["path"]), out)
             e["path"] = str(out / "rejected" / Path(e["path"]).name)
+    clock.lap("verify")
     _bench(entries, ev.x, opts, clock)
+    clock.lap("benchmark")
     cpu_note = _cpu_note()
     for e in entries:
         e["diagnostics"] = diagnose.facts(e["path"], e["format"], ref_ops)
@@ -202,8 +215,10 @@ def compress(opts: Options) -> Path:
         e["diagnostics"]["verdict"] = diagnose.verdict(e, fp32, cpu_note)
     recommended = recommend(entries)
     inc = _inc(src, model_src, opts, ws, clock, data)
+    clock.lap("Intel Neural Compressor")
 
     # 6. the report
+    stages["seconds"] = clock.spent
     res = _results(opts, src, out, entries, stages, cpu_note, baseline, candidates, winners, inc, warnings,
                    skipped, calib, ev, recommended, time.perf_counter() - t_start, ws)
     from edgekit import report
@@ -476,7 +491,8 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
                                {"precision": precision, "ref": ref, "onnx": tflite_onnx, "data": str(data),
                                 "out": str(path), "metadata": meta}, what=f"TFLite {precision} conversion",
                                timeout=seconds + GRACE, log=logs).result
-            stage = {"onnx_to_tflite": {precision: job["route"]}} if job.get("route") else {}
+            stage = {"onnx_to_tflite": {precision: {"route": job["route"], "routes": job.get("routes"),
+                                                    "notes": job.get("notes")}}} if job.get("route") else {}
             return {"path": job["path"], "stages": stage}
         fp32_tflite = ws.out / "model_fp32.tflite"
         job = isolate.call("edgekit.compress.target_jobs:tflite_int8",

@@ -35,20 +35,15 @@ def markdown(res: dict, *, plot: bool = False) -> str:
     ]
     if res.get("calibration_warnings"):
         lines += ["## Calibration warnings", ""] + [f"- {w}" for w in res["calibration_warnings"]] + [""]
-    prune = res["stages"].get("prune")
-    if prune:
-        lines += ["## Pruning", ""]
-        if "skipped" in prune:
-            lines.append(f"- not done: {prune['skipped']}")
-        else:
-            lines.append(f"- MACs {prune['macs_dense']:,} → {prune['macs']:,} ({prune['macs_ratio']:.2f}x), params "
-                         f"{prune['params_dense']:,} → {prune['params']:,}; after distillation: {prune['verdict']} — "
-                         f"{'kept' if prune['kept'] else 'not kept (over budget)'}")
-        lines.append("")
+    if res["stages"].get("shapes"):
+        lines += ["## Input shapes", "", f"- {res['stages']['shapes']}", ""]
+    lines += prune_section(res)
     lines += ["## Artifacts", "",
               "Agreement and max abs diff are against the original model on the evaluation data; ratios against the "
               "fp32 artifact of the same format. Latency: batch 1, median, timed interleaved in this run.", "",
               table(res), ""]
+    lines += recommended_section(res)
+    lines += routes_section(res)
     lines += search_section(res)
     lines += inc_section(res)
     lines += diagnostics_section(res)
@@ -63,6 +58,57 @@ def markdown(res: dict, *, plot: bool = False) -> str:
     v = res["environment"]["versions"]
     lines += ["## Versions", "", ", ".join(f"{k} {val}" for k, val in v.items() if val), ""]
     return "\n".join(lines)
+
+
+def prune_section(res: dict) -> list[str]:
+    """What pruning tried (each strategy in a child process, checked before use), and whether it was kept."""
+    prune = res["stages"].get("prune")
+    if not prune:
+        return []
+    lines = ["## Pruning", ""]
+    if "skipped" in prune:
+        lines.append(f"- not done: {prune['skipped']}")
+    else:
+        lines.append(f"- MACs {prune['macs_dense']:,} → {prune['macs']:,} ({prune['macs_ratio']:.2f}x), params "
+                     f"{prune['params_dense']:,} → {prune['params']:,}, by strategy \"{prune.get('strategy', '')}\"")
+        if prune.get("left_alone"):
+            lines.append(f"- layers kept at their width (they break when pruned): {', '.join(prune['left_alone'])}")
+        d = prune.get("distill") or {}
+        if d:
+            lines.append(f"- distilled from the original on the calibration inputs for {d['epochs']} epochs "
+                         f"({d['seconds']:.0f} s): held-back agreement {d['agreement_before']:.4f} → "
+                         f"{d['agreement_after']:.4f}")
+        lines.append(f"- on the evaluation data: {prune['verdict']} — "
+                     f"{'kept' if prune['kept'] else 'not kept (over budget): the artifacts come from the original'}")
+    for a in prune.get("attempts") or []:
+        lines.append(f"  - {a['strategy']}: {'worked' if a['passed'] else 'did not work'} — {a['detail']} "
+                     f"({a['seconds']:.1f} s)")
+    return [*lines, ""]
+
+
+def recommended_section(res: dict) -> list[str]:
+    """Which artifact to use on each runtime: the fastest within budget, never one slower than fp32."""
+    rec = res.get("recommended") or {}
+    if not rec:
+        return []
+    lines = ["## Which one to use", ""]
+    for rt, r in rec.items():
+        lines.append(f"- **{rt}: {r['artifact']}** — {r['p50_ms']:.3f} ms at 1 thread; {r['why']}")
+    return [*lines, ""]
+
+
+def routes_section(res: dict) -> list[str]:
+    """ONNX → TFLite: every route tried, with the Transposes it added and the latency measured."""
+    conv = res["stages"].get("onnx_to_tflite") or {}
+    lines = []
+    for precision, info in conv.items():
+        if not isinstance(info, dict) or not info.get("routes"):
+            continue
+        lines.append(f"- {precision}: " + "; ".join(
+            f"{name}: {v['ops']} operators, {v['transposes']} Transposes"
+            + (f", {v['p50_ms']:.3f} ms" if v.get("p50_ms") else "") for name, v in info["routes"].items())
+            + f" → kept {info['route']}" + (f" ({'; '.join(info['notes'])})" if info.get("notes") else ""))
+    return ["## ONNX → TFLite routes", "", *lines, ""] if lines else []
 
 
 def search_section(res: dict) -> list[str]:

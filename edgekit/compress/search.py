@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import describe
+from edgekit.errors import DataError, describe
 from edgekit.verify import parity
 
 DEFAULT_CALIB = 256  # samples the first attempts calibrate on
@@ -111,7 +111,6 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
             is listed as not tried).
         speed_remedies: also try the variants that trade int8 coverage for speed (:data:`SPEED_REMEDIES`).
     """
-    from edgekit.export.onnx import quantize_onnx
 
     work.mkdir(parents=True, exist_ok=True)
     small = calib[:DEFAULT_CALIB]
@@ -122,23 +121,47 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
                       path=str(work / f"{name}.onnx"), excluded=list(options.get("nodes_to_exclude") or []))
         if _late(deadline):
             return _not_tried(c, tried, log)
-        return _run(c, lambda: quantize_onnx(source, c.path, samples, metadata=metadata, **options), tried, x=x, y=y,
+        return _run(c, lambda: quantize_loadable(source, c, samples, metadata, options), tried, x=x, y=y,
                     reference=reference, gate=gate, log=log)
 
     log(f"int8 search: {len(small)} calibration samples, {len(x)} evaluation samples")
     attempt("ptq_minmax_per_channel", "plain post-training int8 (edgekit's default)", small)
-    attempt("ptq_minmax_per_tensor", "per-tensor weight scales", small, per_channel=False)
-    attempt("ptq_percentile", "percentile calibration (clips activation outliers)", small, method="percentile")
-    attempt("ptq_entropy", "entropy (KL) calibration", small[:128], method="entropy")
-    attempt("ptq_s8s8_full_range", "int8 activations and full 8-bit weights (S8S8; more precise, often slower "
-            "on x86 without VNNI)", small, activation="int8", reduce_range=False)
     if _has_int8_dot_products():
         # 7-bit weights guard against vpmaddubsw's int16 saturation on AVX2; VNNI and Arm dot products add in
         # int32, so full 8-bit weights lose nothing there and keep the accuracy 7 bits cost.
         attempt("ptq_u8s8_full_range", "full 8-bit weights (this CPU's int8 dot products do not saturate)", small,
                 reduce_range=False)
+    attempt("ptq_s8s8_full_range", "int8 activations and full 8-bit weights (S8S8; more precise, often slower "
+            "on x86 without VNNI)", small, activation="int8", reduce_range=False)
+    attempt("ptq_percentile", "percentile calibration (clips activation outliers)", small, method="percentile")
     if speed_remedies:
         onnx_speed_remedies(attempt, fp32_path, small, tried, log)
+    if any(c.passed for c in tried):
+        return tried
+    # Nothing within budget: the remedies that most often rescue accuracy first (the layers that lose most in
+    # float), then the calibration variants that rarely do, so a time limit cuts the least promising ones.
+    best = max(tried, key=score)
+    if _late(deadline):
+        ranking = []
+    else:
+        try:
+            ranking = sensitivity(fp32_path, work, calib=small[:64], options=_options_of(best), log=log)
+        except Exception as exc:  # without a ranking this remedy cannot be tried; say why and go on
+            ranking = []
+            tried.append(Candidate(name="ptq_float_layers", remedy="the most sensitive layers left in float",
+                                   options={}, reason=f"sensitivity not measured: {describe(exc)}"))
+            log(f"  layer sensitivity not measured: {tried[-1].reason}")
+    for k in SENSITIVE_STEPS:
+        if k > len(ranking):
+            break
+        nodes = [n for n, _ in ranking[:k]]
+        c = attempt(f"ptq_float_{k}_layers", f"the {k} most sensitive layer(s) left in float: "
+                    + ", ".join(n if len(n) <= 40 else f"{n[:18]}…{n[-18:]}" for n in nodes),
+                    small, nodes_to_exclude=nodes, **_options_of(best))
+        if c.passed:
+            return tried
+    attempt("ptq_minmax_per_tensor", "per-tensor weight scales", small, per_channel=False)
+    attempt("ptq_entropy", "entropy (KL) calibration", small[:128], method="entropy")
     if any(c.passed for c in tried):
         return tried
     best = max(tried, key=score)
@@ -146,25 +169,6 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
         more = calib[:MAX_CALIB]
         c = attempt("ptq_more_calibration", f"{len(more)} calibration samples instead of {len(small)}", more,
                     **_options_of(best))
-        if c.passed:
-            return tried
-        best = max(tried, key=score)
-    try:
-        ranking = sensitivity(fp32_path, work, calib=small[:64], options=_options_of(best), log=log)
-    except Exception as exc:  # without a ranking this remedy cannot be tried; say why and go on
-        ranking = []
-        tried.append(Candidate(name="ptq_float_layers", remedy="the most sensitive layers left in float", options={},
-                               reason=f"sensitivity not measured: {describe(exc)}"))
-        log(f"  layer sensitivity not measured: {tried[-1].reason}")
-    for k in SENSITIVE_STEPS:
-        if k > len(ranking):
-            break
-        nodes = [n for n, _ in ranking[:k]]
-        c = attempt(f"ptq_float_{k}_layers", f"the {k} most sensitive layer(s) left in float: "
-                    + ", ".join(n if len(n) <= 40 else f"{n[:18]}…{n[-18:]}" for n in nodes),
-                    calib[: _options_of(best).get("calibration_samples", len(small))],
-                    nodes_to_exclude=nodes, **{k2: v for k2, v in _options_of(best).items()
-                                                if k2 != "calibration_samples"})
         if c.passed:
             return tried
     if qat is not None:
@@ -248,6 +252,31 @@ def _options_of(c: Candidate) -> dict:
     return {k: v for k, v in c.options.items() if k not in ("calibration_samples", "nodes_to_exclude")}
 
 
+def quantize_loadable(source: Path, c: Candidate, samples, metadata: dict, options: dict, tries: int = 4) -> None:
+    """quantize_onnx, then check onnxruntime loads the result; when it names an operator it cannot take in its
+    quantized form (seen: a broadcasting Mul of a vision transformer fails shape inference), that operator type
+    stays float and the candidate is made again, at most ``tries`` times. The remedy records what was left out."""
+    import re
+
+    from edgekit.export.onnx import quantize_onnx
+    from edgekit.runtime import open_session
+
+    options = dict(options)
+    for _ in range(tries):
+        quantize_onnx(source, c.path, samples, metadata=metadata, **options)
+        try:
+            open_session(c.path, runtime="onnxruntime").close()
+            return
+        except DataError as exc:
+            op = re.search(r"Op \((\w+)\)", str(exc))
+            current = options.get("op_types") or list(FAST_IN_INT8 + SLOW_IN_INT8)
+            if op is None or op.group(1) not in current:
+                raise
+            options["op_types"] = [o for o in current if o != op.group(1)]
+            c.options["op_types"] = options["op_types"]
+            c.remedy += f"; {op.group(1)} left in float (onnxruntime cannot load its quantized form here)"
+
+
 def _has_int8_dot_products() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -325,7 +354,10 @@ def sensitivity(fp32_path: Path, work: Path, *, calib: np.ndarray, options: dict
     sdir = work / "sensitivity"
     sdir.mkdir(parents=True, exist_ok=True)
     pre, qdq = sdir / "pre.onnx", sdir / "qdq.onnx"
-    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+    from edgekit.export.onnx import unshare_initializers
+
+    onnx.save_model(unshare_initializers(onnx.load(str(fp32_path))), str(sdir / "unshared.onnx"))
+    quant_pre_process(str(sdir / "unshared.onnx"), str(pre), skip_symbolic_shape=False)
     model = onnx.load(str(pre))
     name = model.graph.input[0].name
     q = _quant_types(options)
@@ -420,13 +452,7 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
 
     log(f"TFLite int8 search: {len(small)} calibration samples")
     if model is not None:
-        first = attempt("tflite_ptq_per_channel", "plain post-training int8 (litert-torch PT2E, per-channel)", small,
-                        pt2e)
-        if not first.passed:
-            attempt("tflite_ptq_per_tensor", "per-tensor weight scales", small, pt2e, per_channel=False)
-        if not any(c.passed for c in tried):
-            attempt("tflite_ptq_minmax", "min-max activation ranges instead of histogram (keeps the tails)", small,
-                    pt2e, activation_observer="minmax")
+        attempt("tflite_ptq_per_channel", "plain post-training int8 (litert-torch PT2E, per-channel)", small, pt2e)
     if fp32_tflite is not None and not Path(fp32_tflite).is_file():
         fp32_tflite = None  # the fp32 export failed or was not asked for: make one from the model when there is one
     if fp32_tflite is None and model is not None and not _late(deadline):
@@ -436,8 +462,15 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
         tflite_speed_remedies(attempt, aeq, Path(fp32_tflite), small)
     if any(c.passed for c in tried):
         return tried
+    # Nothing within budget yet: the remedies that rescue accuracy most often first (see onnx_int8).
     if fp32_tflite is not None and _aeq_ladder(attempt, aeq, Path(fp32_tflite), calib, small, log):
         return tried
+    if model is not None:
+        if attempt("tflite_ptq_minmax", "min-max activation ranges instead of histogram (keeps the tails)", small,
+                   pt2e, activation_observer="minmax").passed:
+            return tried
+        if attempt("tflite_ptq_per_tensor", "per-tensor weight scales", small, pt2e, per_channel=False).passed:
+            return tried
     if model is not None:
         mirrored = " and their mirror images" if mirror_axis is not None else ""
         attempt("tflite_qat", f"quantization-aware training: {QAT_EPOCHS} passes over the calibration samples"

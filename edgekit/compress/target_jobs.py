@@ -84,10 +84,54 @@ def tflite_float(*, precision: str, ref: dict | None, onnx: str | None, data: st
 
         export_tflite(_model(ref, None), d.calib[:1], out, precision=precision, metadata=metadata, calib=d.calib[:256])
         return {"path": out, "route": None}
-    from edgekit.export.onnx_tflite import conversion_route, onnx_to_tflite
+    return fastest_route(onnx, out, precision=precision, calib=d.calib, metadata=metadata, x=d.x)
 
-    art = onnx_to_tflite(onnx, out, precision=precision, calib=d.calib[:256], metadata=metadata)
-    return {"path": out, "route": conversion_route(art), "notes": list(art.notes)}
+
+def fastest_route(onnx: str, out: str, *, precision: str, calib: np.ndarray, metadata: dict, x: np.ndarray) -> dict:
+    """An ONNX file to TFLite by every installed route; the one whose file runs fastest (1 thread, timed side by
+    side) is kept. onnx2torch + litert-torch keeps PyTorch's NCHW and adds Transposes around the layers
+    litert-torch's layout pass cannot fold (seen: 7 against 1 on MLPerf's ResNet); onnx2tf writes NHWC."""
+    import collections
+    import shutil
+
+    from edgekit.bench import compare
+    from edgekit.errors import DataError, MissingDependency
+    from edgekit.export.onnx_tflite import ROUTES, onnx_to_tflite
+
+    made, notes = {}, []
+    for name, route in ROUTES.items():
+        why = route.missing(precision)
+        if why:
+            notes.append(f"{name} skipped: {why}")
+            continue
+        path = Path(out).with_name(f".{Path(out).stem}.{name}.tflite")
+        try:
+            onnx_to_tflite(onnx, path, precision=precision, calib=calib[:256], metadata=metadata, route=name)
+        except (DataError, MissingDependency) as exc:
+            notes.append(f"{name} failed: {exc}")
+            continue
+        from ai_edge_litert.interpreter import Interpreter
+
+        ops = collections.Counter(o["op_name"] for o in Interpreter(model_path=str(path))._get_ops_details())
+        made[name] = {"path": str(path), "transposes": ops["TRANSPOSE"], "ops": sum(ops.values())}
+    if not made:
+        raise DataError(f"{onnx}: no route converted it to TFLite: {'; '.join(notes)}")
+    if len(made) > 1:
+        t = compare({k: (v["path"], "litert") for k, v in made.items()}, threads=1, rounds=4, iterations=20,
+                    sample=x[:1])
+        for k, v in made.items():
+            v["p50_ms"] = t[k]["p50_ms"]
+    fastest = min(v.get("p50_ms", 0.0) for v in made.values())
+    close = [k for k, v in made.items() if v.get("p50_ms", 0.0) <= fastest * 1.03]  # within timing noise
+    best = min(close, key=lambda k: made[k]["transposes"])
+    shutil.move(made[best]["path"], out)
+    for v in made.values():
+        Path(v["path"]).unlink(missing_ok=True)
+        v.pop("path")
+    log(f"TFLite {precision}: routes " + ", ".join(
+        f"{k} {v['transposes']} Transposes" + (f" {v['p50_ms']:.3f} ms" if "p50_ms" in v else "")
+        for k, v in made.items()) + f" -> {best}")
+    return {"path": out, "route": best, "routes": made, "notes": notes}
 
 
 def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gate: dict, metadata: dict,

@@ -64,6 +64,33 @@ def compact_names(proto) -> None:
         vi.name = rename(vi.name)
 
 
+def unshare_initializers(proto):
+    """A copy of ``proto`` in which every node has its own copy of each constant it reads.
+
+    :func:`dedupe_initializers` lets equal constants share one tensor (the attention scale of every block of a
+    vision transformer, say). onnxruntime's quantizer then quantizes that tensor once per consumer under one name,
+    and the model no longer loads ("Duplicate definition of name"). The int8 file is deduplicated again on save.
+    """
+    import onnx
+
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    g = proto.graph
+    inits = {i.name: i for i in g.initializer}
+    seen: dict[str, int] = {}
+    for node in g.node:
+        for k, name in enumerate(node.input):
+            if name not in inits:
+                continue
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] == 1:
+                continue
+            copy = g.initializer.add()
+            copy.CopyFrom(inits[name])
+            copy.name = f"{name}__{seen[name]}"
+            node.input[k] = copy.name
+    return proto
+
+
 def dedupe_initializers(proto) -> None:
     """Let identical constant tensors (e.g. the all-zero per-channel zero points) share one initializer."""
     g = proto.graph
@@ -191,9 +218,10 @@ def quantize_onnx(fp32_path: str | Path, path: str | Path, calib: np.ndarray, *,
     methods = {"minmax": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile,
                "entropy": q.CalibrationMethod.Entropy}
     with scratch(path) as work, atomic_path(path) as tmp:
-        pre = work / "pre.onnx"
+        pre, unshared = work / "pre.onnx", work / "unshared.onnx"
+        onnx.save_model(unshare_initializers(proto), str(unshared))
         # Shape inference and graph optimization first, as onnxruntime recommends before quantizing.
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        quant_pre_process(str(unshared), str(pre), skip_symbolic_shape=False)
         q.quantize_static(
             str(pre), str(tmp), CalibrationReader(input_name, calib),
             quant_format=q.QuantFormat.QDQ, per_channel=per_channel,

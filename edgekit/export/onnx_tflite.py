@@ -815,6 +815,7 @@ def _run_onnx2tf(source: _Source, work: Path, calib: np.ndarray | None, *, sampl
     Raises:
         _RouteFailed: onnx2tf failed (the message holds its last error line and any refused connection).
     """
+    work = work.resolve()  # onnx2tf runs with work as its folder: relative paths would point elsewhere
     private = work / "model.onnx"
     shutil.copyfile(source.path, private)  # onnx2tf runs onnxsim on its input and writes the result over it
     if sample_file:

@@ -82,7 +82,9 @@ def open_onnxruntime(path: Path, *, threads: int = 1) -> OnnxSession:
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    from edgekit.errors import first_line
+
+    return first_line(exc)
 
 
 # ModelProto field numbers (onnx/onnx.proto); the graph is required in every model.
