@@ -108,6 +108,19 @@ def cmd_report(args) -> int:
     return 0 if res["passed"] else 1
 
 
+def cmd_schema(args) -> int:
+    from edgekit import rundir
+    from edgekit.schema import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.out:
+        rundir.write_text(args.out, text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def cmd_info(args) -> int:
     from edgekit import info
 
@@ -531,6 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--seconds", type=float, help="live: stop after this many seconds (default: until Ctrl-C)")
     dp.set_defaults(func=cmd_demo_mic)
 
+    sp = sub.add_parser("schema", help="the recipe format as a JSON Schema, for editors that complete and check YAML",
+                        description="Print (or write) the JSON Schema of recipe files: every key, its type, range "
+                                    "and choices. Point your editor's YAML support at it (e.g. a "
+                                    "'# yaml-language-server: $schema=recipe.schema.json' first line).")
+    sp.add_argument("what", choices=["recipe"], help="which format (recipe)")
+    sp.add_argument("--out", help="write the schema to this file instead of printing it")
+    sp.set_defaults(func=cmd_schema)
+
     sp = sub.add_parser("info", help="versions of every dependency and runtime found")
     sp.set_defaults(func=cmd_info)
     return p
@@ -541,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|litert_torch|torchao|copyreg).*")
     args = build_parser().parse_args(argv)
+    from edgekit.log import setup
+
+    setup()
     try:
         return args.func(args)
     except EdgekitError as exc:

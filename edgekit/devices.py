@@ -204,6 +204,14 @@ def from_raw(raw: object, file: str, *, stem: str | None = None) -> Device:
             raise ConfigError(f"{file}: unknown runtime '{name}' at {where}.{close_matches(name, RUNTIME_NAMES)} "
                               f"Choices: {', '.join(RUNTIME_NAMES)}")
         rt = from_dict(RuntimeSpec, spec, file, where)
+        if rt.version:
+            from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+            try:
+                SpecifierSet(rt.version)
+            except InvalidSpecifier:
+                raise ConfigError(f"{file}: {where}.version = {rt.version!r} is not a pip version specifier "
+                                  f"(e.g. '>=1.18,<1.24')") from None
         _check_items(rt.formats, dev.formats, file, f"{where}.formats")
         _check_items(rt.precisions, dev.precisions, file, f"{where}.precisions")
         if not rt.formats:
@@ -398,32 +406,26 @@ def _vtuple(version: str) -> tuple[int, ...]:
 
 
 def version_satisfies(version: str, spec: str) -> bool:
-    """Whether ``version`` meets a pip specifier like ``">=1.18,<1.24"`` (``packaging`` when installed)."""
+    """Whether ``version`` meets a pip specifier like ``">=1.18,<1.24"``, as pip decides it (``packaging``).
+
+    A version that is not PEP 440 (a vendor build string) satisfies nothing but an empty specifier.
+
+    Raises:
+        ConfigError: the specifier itself is malformed (profiles are checked for this when loaded).
+    """
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
     if not spec.strip():
         return True
     try:
-        from packaging.specifiers import InvalidSpecifier, SpecifierSet
-        from packaging.version import InvalidVersion
-
-        try:
-            return SpecifierSet(spec).contains(version, prereleases=True)
-        except (InvalidSpecifier, InvalidVersion):
-            pass
-    except ImportError:
-        pass
-    ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "==": lambda a, b: a == b,
-           "!=": lambda a, b: a != b, ">": lambda a, b: a > b, "<": lambda a, b: a < b,
-           "~=": lambda a, b: a >= b and a[: len(b) - 1] == b[: len(b) - 1]}
-    have = _vtuple(version)
-    for clause in spec.split(","):
-        m = re.fullmatch(r"\s*(~=|==|!=|>=|<=|>|<)\s*([\w.]+)\s*", clause)
-        if not m:
-            return False
-        want = _vtuple(m.group(2))
-        n = max(len(have), len(want))
-        if not ops[m.group(1)](have + (0,) * (n - len(have)), want + (0,) * (n - len(want))):
-            return False
-    return True
+        specifier = SpecifierSet(spec)
+    except InvalidSpecifier:
+        raise ConfigError(f"version specifier {spec!r} is not valid (expected e.g. '>=1.18,<1.24')") from None
+    try:
+        return specifier.contains(Version(version), prereleases=True)
+    except InvalidVersion:
+        return False
 
 
 def describe(dev: Device) -> str:

@@ -160,6 +160,9 @@ def _death(code: int | None, tail: list[str]) -> str:
 def _child(target: str, args_file: str, result_file: str) -> int:
     """The child's side: die with the parent, run the job, write its result (or its error) atomically."""
     _die_with_parent()
+    from edgekit.log import setup
+
+    setup()
     module, _, name = target.partition(":")
     kwargs = json.loads(Path(args_file).read_text())
     try:

@@ -8,7 +8,6 @@ interrupted training from its last epoch, so nothing finished is ever recomputed
 from __future__ import annotations
 
 import copy
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +22,9 @@ from edgekit.recipe import Recipe
 
 
 def log(msg: str) -> None:
-    print(f"[edgekit] {msg}", file=sys.stderr, flush=True)
+    from edgekit.log import get
+
+    get().info(msg)
 
 
 def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None = None) -> Path:

@@ -16,6 +16,30 @@ def image_spec(*, size: tuple[int, int], channels: int, mean: list[float], std: 
             "mean": list(mean), "std": list(std)}
 
 
+def to_pixels(img: np.ndarray, *, size: tuple[int, int], channels: int) -> np.ndarray:
+    """A decoded image or camera frame (BGR, BGRA or grayscale uint8, any size) as the model's pixels: uint8
+    (H, W) for one channel or (H, W, 3) RGB at ``size`` = (H, W).
+
+    The one path from an image to pixels, used by training data (image folders), ``edgekit compress`` and the
+    camera demo alike, so one picture gives one tensor everywhere. Colour to gray is OpenCV's BT.601 weighting;
+    INTER_AREA averages the pixels a model pixel covers when shrinking (the downscale that aliases least), and
+    INTER_LINEAR interpolates when enlarging (INTER_AREA would repeat pixels in blocks).
+    """
+    import cv2
+
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if channels == 1:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB if img.ndim == 3 else cv2.COLOR_GRAY2RGB)
+    h, w = size
+    if img.shape[:2] != (h, w):
+        down = img.shape[0] >= h and img.shape[1] >= w
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if down else cv2.INTER_LINEAR)
+    return img
+
+
 def apply(spec: dict, raw: np.ndarray) -> np.ndarray:
     """Turn uint8 pixels into the float32 NCHW tensor the model takes (waveforms into MFCCs for kind "mfcc").
 

@@ -25,8 +25,14 @@ SCHEMA_VERSION = 1
 AUGMENTATIONS = ("hflip", "crop", "specaugment")  # train.augment names; edgekit.train.batches.Augment applies them
 
 
-def _check(lo: float | None = None, hi: float | None = None, choices: tuple | None = None) -> dict:
-    return {"lo": lo, "hi": hi, "choices": choices}
+EXPORT_TARGETS = ("onnx:fp32", "onnx:int8", "tflite:fp32", "tflite:fp16", "tflite:int8")  # edgekit.export.EXPORTERS
+RUNTIME_NAMES = ("onnxruntime", "litert", "tflite-runtime")  # edgekit.runtime.RUNTIMES
+
+
+def _check(lo: float | None = None, hi: float | None = None, choices: tuple | None = None,
+           length: int | None = None) -> dict:
+    """A field's rules: a range (for a list: of each element), fixed choices (each element's), a list length."""
+    return {"lo": lo, "hi": hi, "choices": choices, "length": length}
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,8 @@ class DataSpec:
     limit_train: int | None = field(default=None, metadata=_check(1))  # cap on training samples (fast runs)
     limit_test: int | None = field(default=None, metadata=_check(1))  # cap on held-out test samples
     seed: int = 0  # split and shuffling seed
-    size: list | None = None  # [H, W] pixels images are resized to (image folders); None = the data set's own
+    size: list[int] | None = field(default=None, metadata=_check(1, 65_536, length=2))  # [H, W] pixels images
+    # are resized to (image folders); None = the data set's own
     channels: int | None = field(default=None, metadata=_check(1, 4))  # 1 = grayscale, 3 = RGB; None = data set's
     test_fraction: float = field(default=0.1, metadata=_check(0.0, 0.9))  # held out when a folder has no test/
     workers: int = field(default=4, metadata=_check(1, 256))  # threads decoding image files (OpenCV frees the GIL)
@@ -62,7 +69,7 @@ class TrainSpec:
     warmup_epochs: float = field(default=0.0, metadata=_check(0.0, 1000.0))  # linear warm-up (onecycle: 0 = 25 %)
     step_epochs: int = field(default=30, metadata=_check(1, 10_000))  # schedule=step: epochs between lr drops
     step_gamma: float = field(default=0.1, metadata=_check(0.0, 1.0))  # schedule=step: lr factor at each drop
-    augment: list = field(default_factory=list, metadata=_check(choices=AUGMENTATIONS))  # per batch; [] = none
+    augment: list[str] = field(default_factory=list, metadata=_check(choices=AUGMENTATIONS))  # per batch; [] = none
     crop_padding: int = field(default=4, metadata=_check(0, 64))  # pixels of zero padding around a random crop
     ema: float = field(default=0.0, metadata=_check(0.0, 0.99999))  # weight averaging decay per step; 0 = off
     device: str = field(default="auto", metadata=_check(choices=("auto", "cpu", "cuda")))
@@ -97,8 +104,9 @@ class DistillSpec:
 
 @dataclass(frozen=True)
 class ExportSpec:
-    targets: list = field(default_factory=lambda: ["onnx:fp32", "onnx:int8", "tflite:fp32", "tflite:fp16",
-                                                   "tflite:int8"])  # format:precision pairs
+    targets: list[str] = field(default_factory=lambda: ["onnx:fp32", "onnx:int8", "tflite:fp32", "tflite:fp16",
+                                                        "tflite:int8"],
+                               metadata=_check(choices=EXPORT_TARGETS))  # format:precision pairs
     calib_samples: int = field(default=512, metadata=_check(1, 1_000_000))  # training samples used to calibrate
     baseline: bool = True  # also export the dense fp32 model as ONNX, for side-by-side numbers
 
@@ -111,10 +119,11 @@ class VerifySpec:
 
 @dataclass(frozen=True)
 class BenchSpec:
-    threads: list = field(default_factory=lambda: [1, 2])
+    threads: list[int] = field(default_factory=lambda: [1, 2], metadata=_check(1, 1024))  # thread counts timed
     warmup: int = field(default=20, metadata=_check(0, 100_000))
     iterations: int = field(default=200, metadata=_check(1, 1_000_000))
-    runtimes: list | None = None  # None = every installed runtime that supports the format
+    runtimes: list[str] | None = field(default=None, metadata=_check(choices=RUNTIME_NAMES))  # None = every
+    # installed runtime that supports the format
 
 
 @dataclass(frozen=True)
@@ -131,7 +140,7 @@ class Recipe:
     export: ExportSpec = field(default_factory=ExportSpec)
     verify: VerifySpec = field(default_factory=VerifySpec)
     bench: BenchSpec = field(default_factory=BenchSpec)
-    targets: list = field(default_factory=list)  # device profiles the run's bundle is proven on (arm64: under qemu)
+    targets: list[str] = field(default_factory=list)  # device profiles the run's bundle is proven on (arm64: qemu)
     source: str = ""  # the file it came from (filled by load)
 
     def to_dict(self) -> dict:
@@ -186,7 +195,12 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recip
     if raw["schema"] != SCHEMA_VERSION:
         raise ConfigError(f"{path}: schema {raw['schema']!r} is not supported (this edgekit reads {SCHEMA_VERSION})")
     raw.setdefault("name", path.stem)
-    recipe = from_dict(Recipe, raw, str(path), "")
+    try:
+        from edgekit.schema import validate
+    except ImportError:  # without pydantic (a device): the standard-library checker, same rules
+        recipe = from_dict(Recipe, raw, str(path), "")
+    else:
+        recipe = validate(Recipe, raw, str(path))
     return dataclasses.replace(recipe, source=str(path))
 
 
@@ -231,6 +245,21 @@ def from_dict(cls: type, raw: Any, file: str, where: str) -> Any:
     return cls(**values)
 
 
+def _number(value: Any, kind: type) -> Any:
+    """``value`` as an int or a float, taking numbers as people write them (YAML 1.1 reads ``1e-3`` as a string);
+    None when it is not one (booleans are not numbers)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.replace("_", "")) if kind is float else int(value.replace("_", ""), 10)
+        except ValueError:
+            return None
+    if kind is int:
+        return value if isinstance(value, int) else None
+    return float(value) if isinstance(value, int | float) and value == value and abs(value) != float("inf") else None
+
+
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
@@ -250,26 +279,36 @@ def _coerce(tp: Any, value: Any, file: str, where: str, meta: typing.Mapping) ->
         if not isinstance(value, bool):
             raise ConfigError(f"{bad}: expected true or false")
     elif tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        value = _number(value, int)
+        if value is None:
             raise ConfigError(f"{bad}: expected an integer")
     elif tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        value = _number(value, float)
+        if value is None:
             raise ConfigError(f"{bad}: expected a number")
-        value = float(value)
     elif tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{bad}: expected a string")
     elif tp is list or origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{bad}: expected a list")
+        length = meta.get("length") if meta else None
+        if length is not None and len(value) != length:
+            raise ConfigError(f"{bad}: expected {length} values")
+        (item,) = typing.get_args(tp) or (None,)
+        if item in (int, float, str, bool):
+            item_meta = {k: v for k, v in (meta or {}).items() if k in ("lo", "hi")}
+            value = [_coerce(item, v, file, f"{where}[{i}]", item_meta) for i, v in enumerate(value)]
+            if not (meta or {}).get("choices"):
+                return value
     elif tp is dict or origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{bad}: expected a mapping")
     choices = meta.get("choices") if meta else None
     if choices and isinstance(value, list):  # a list of names: each must be a valid choice
-        for item in value:
+        for i, item in enumerate(value):
             if item not in choices:
-                raise ConfigError(f"{bad}: '{item}' must be one of {', '.join(map(str, choices))}."
+                raise ConfigError(f"{file}: {where}[{i}] = {item!r}: must be one of {', '.join(map(str, choices))}."
                                   f"{close_matches(item, choices)}")
     elif choices and value not in choices:
         raise ConfigError(f"{bad}: must be one of {', '.join(map(str, choices))}.{close_matches(value, choices)}")

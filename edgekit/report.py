@@ -202,16 +202,17 @@ def plot(res: dict, path: Path) -> bool:
     metric = "accuracy" if labelled else "top1_agreement"  # without labels, agreement with the original
     if not any(a[metric] is not None for a in res["artifacts"]):
         return False  # nothing was shipped or measured: no plot rather than an empty one
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:  # a Figure of its own with the Agg canvas: the caller's pyplot backend and state are left alone
+        from matplotlib import colormaps
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         return False
     markers = {"onnxruntime": "o", "litert": "s", "tflite-runtime": "^"}
-    colors = plt.get_cmap("tab10")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    colors = colormaps["tab10"]
+    fig = Figure(figsize=(12, 4.8))
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
     for i, e in enumerate(a for a in res["artifacts"] if a[metric] is not None):
         acc, color = e[metric] * 100, colors(i % 10)
         for rt, by_threads in e["latency"].items():
@@ -238,5 +239,4 @@ def plot(res: dict, path: Path) -> bool:
     fig.tight_layout()
     with rundir.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     return True

@@ -39,10 +39,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         if tmp.exists():
             os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+            _fsync(tmp)  # the bytes reach the disk before the name does: a power cut cannot leave an empty file
         os.replace(tmp, path)
+        _fsync(path.parent)  # and the rename itself is on disk (a done-marker that vanished would rerun a stage)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk; a file system that refuses is left as it is."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -112,13 +128,24 @@ def latest_run(root: str | os.PathLike, recipe_name: str) -> Path | None:
 
 def stage_done(run: Path, stage: str) -> bool:
     """Whether ``stage`` finished in ``run`` (its marker is written last, atomically)."""
-    return (run / ".stages" / f"{stage}.json").is_file()
+    return stage_summary(run, stage) is not None
 
 
 def stage_summary(run: Path, stage: str) -> dict | None:
-    """What a finished stage measured (its marker's content), or None if it has not finished."""
-    marker = run / ".stages" / f"{stage}.json"
-    return json.loads(marker.read_text()) if marker.is_file() else None
+    """What a finished stage measured (its marker's content), or None if it has not finished.
+
+    A marker that does not parse (a disk that lost the last write before a power cut, on a file system that
+    ignored fsync) means the stage did not finish: it is removed, and the stage runs again.
+    """
+    marker = Path(run) / ".stages" / f"{stage}.json"
+    if not marker.is_file():
+        return None
+    try:
+        value = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        marker.unlink(missing_ok=True)
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def finished_stages(run: Path) -> list[str]:

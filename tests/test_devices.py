@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -109,9 +110,23 @@ def test_profiles_are_read_safely(tmp_path):
 @pytest.mark.parametrize("version, spec, ok", [
     ("1.32.0", ">=1.18", True), ("1.23.2", ">=1.18,<1.24", True), ("1.24.0", ">=1.18,<1.24", False),
     ("2.14.0", "==2.14.0", True), ("2.14.1", "==2.14.0", False), ("1.26.4", "<2", True), ("2.0.0", "", True),
+    ("1.20.1", "~=1.18", True), ("2.0", "~=1.18", False), ("1.24.3", "==1.24.*", True), ("1.25.0", "==1.24.*", False),
 ])
-def test_version_specifiers(version, spec, ok):
+def test_version_specifiers_are_judged_as_pip_judges_them(version, spec, ok):
     assert devices.version_satisfies(version, spec) is ok
+
+
+def test_a_malformed_version_specifier_is_a_profile_error_naming_the_key(tmp_path):
+    text = (Path(devices.__file__).resolve().parents[1] / "devices" / "rpi5.yaml").read_text()
+    bad = tmp_path / "rpi5.yaml"
+    import yaml
+
+    raw = yaml.safe_load(text)
+    name = next(iter(raw["runtimes"]))
+    raw["runtimes"][name]["version"] = ">=>1.18"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=rf"runtimes\.{name}\.version = '>=>1.18' is not a pip version specifier"):
+        devices.load(bad)
 
 
 def _probe(**over):

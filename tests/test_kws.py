@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +219,64 @@ def test_live_input_through_a_virtual_microphone_matches_the_wav_path(kws_bundle
     heard = [json.loads(x)["keyword"] for x in out.splitlines()]
     assert heard == [json.loads(x)["keyword"] for x in offline.stdout.splitlines()], (heard, offline.stdout)
     assert heard  # the recording holds keywords: an empty pair of lists would prove nothing
+
+
+def sox_variants(src: Path, folder: Path) -> dict[str, Path]:
+    """The WAV kinds recorders and editors write, made by sox from a 16-bit mono file: 24-bit (sox writes it as
+    WAVE_FORMAT_EXTENSIBLE), 32-bit float, and 44.1 kHz stereo."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sox") is None:
+        pytest.skip("sox is not installed (scripts/setup-system.sh installs it)")
+    out = {"24bit_extensible": ["-b", "24"], "float32": ["-e", "floating-point", "-b", "32"],
+           "44k1_stereo": ["-r", "44100", "-c", "2"]}
+    made = {}
+    for name, opts in out.items():
+        dst = folder / f"{src.stem}_{name}.wav"
+        subprocess.run(["sox", str(src), *opts, str(dst)], check=True, capture_output=True)
+        made[name] = dst
+    return made
+
+
+def test_wavs_as_sox_writes_them_read_like_the_16_bit_original(tmp_path):
+    from edgekit.audio import read_wav, write_wav
+
+    t = np.arange(16000) / 16000
+    src = write_wav(tmp_path / "tone.wav", 0.5 * np.sin(2 * np.pi * 440 * t))
+    variants = sox_variants(src, tmp_path)
+    assert variants["24bit_extensible"].read_bytes()[20:22] == b"\xfe\xff"  # WAVE_FORMAT_EXTENSIBLE indeed
+    base = read_wav(src)
+    for name, path in variants.items():
+        x = read_wav(path)
+        tol = 0.02 if "44k1" in name else 1e-4  # resampled twice, by sox and back by edgekit
+        assert len(x) == len(base) and np.abs(x[100:-100] - base[100:-100]).max() < tol, name
+
+
+@pytest.mark.slow
+def test_demo_mic_and_compress_calibration_take_24_bit_float_and_44k_stereo_wavs(kws_bundle, tmp_path):
+    from edgekit.audio import write_wav
+    from edgekit.data import keywords
+
+    audio, _ = keywords.utterance_stream(["yes", "no"], keywords.voices(keywords.Config())["test"][1], seed=2)
+    src = write_wav(tmp_path / "m.wav", audio)
+    words = [json.loads(x)["keyword"] for x in edgekit("demo", "mic", str(kws_bundle), "--wav", str(src),
+                                                         "--json").stdout.splitlines()]
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for name, path in sox_variants(src, tmp_path).items():
+        proc = edgekit("demo", "mic", str(kws_bundle), "--wav", str(path), "--json")
+        assert proc.returncode == 0, (name, proc.stderr[-1000:])
+        assert [json.loads(x)["keyword"] for x in proc.stdout.splitlines()] == words, name
+        for i in range(4):  # a calibration folder of such files, in one-second pieces
+            piece = tmp_path / f"{name}_{i}.wav"
+            import subprocess
+
+            subprocess.run(["sox", str(path), str(piece), "trim", str(i * 0.5), "1"], check=True)
+            piece.rename(folder / piece.name)
+    model = next(kws_bundle.glob("*.onnx"))
+    proc = edgekit("compress", str(model), "--calib", str(folder), "--format", "onnx", "--precision", "fp32",
+                   "--out", str(tmp_path / "out"))
+    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["data"]["calibration"]["samples"] + res["data"]["evaluation"]["samples"] == 12

@@ -69,3 +69,55 @@ def test_missing_file_and_non_mapping(tmp_path):
     p.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="expected a mapping at the top level"):
         recipe.load(p)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("bench.threads=[1, two, 2.5]", "bench.threads[1] = 'two': expected an integer"),
+    ("export.targets=[tflite:int4]", "must be one of onnx:fp32, onnx:int8, tflite:fp32, tflite:fp16, tflite:int8. "
+                                     "Did you mean 'tflite:int8'?"),
+    ("bench.runtimes=[onnxrutime]", "Did you mean 'onnxruntime'?"),
+    ("data.size=[28]", "data.size = [28]: expected 2 values"),
+    ("train.augment=[hflip, flip]", "train.augment[1] = 'flip': must be one of hflip, crop, specaugment"),
+    ("bench.threads=[0]", "bench.threads[0] = 0: must be between 1 and 1024"),
+    ("train.lr=fast", "train.lr = 'fast': expected a number"),
+])
+@pytest.mark.parametrize("checker", ["pydantic", "standard library"])
+def test_mistakes_inside_lists_and_choices_are_refused_before_any_work(override, message, checker, monkeypatch):
+    if checker == "standard library":  # the device side's checker applies the same rules
+        import builtins
+
+        real = builtins.__import__
+
+        def no_schema(name, *args, **kwargs):
+            if name == "edgekit.schema":
+                raise ImportError("no pydantic here")
+            return real(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", no_schema)
+    with pytest.raises(ConfigError) as err:
+        recipe.load(RECIPES / "digits_resnet8.yaml", [override])
+    assert message in str(err.value) and str(err.value).startswith(str(RECIPES / "digits_resnet8.yaml"))
+
+
+def test_numbers_as_people_write_them(tmp_path):
+    p = tmp_path / "r.yaml"
+    raw = "schema: 1\ndata: {name: digits}\ntrain:\n  lr: 1e-3\n  weight_decay: 5e-4\n  epochs: 1_000\n"
+    p.write_text(raw)
+    import yaml
+
+    assert isinstance(yaml.safe_load(raw)["train"]["lr"], str)  # YAML 1.1 reads 1e-3 as a string
+    r = recipe.load(p)
+    assert r.train.lr == 0.001 and r.train.weight_decay == 0.0005 and r.train.epochs == 1000
+
+
+def test_the_recipe_format_is_a_json_schema_editors_can_use(tmp_path):
+    from tests.conftest import edgekit
+
+    proc = edgekit("schema", "recipe", "--out", str(tmp_path / "recipe.schema.json"))
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    schema = json.loads((tmp_path / "recipe.schema.json").read_text())
+    train = schema["$defs"]["TrainSpec"]["properties"]
+    assert train["optimizer"]["enum"] == ["sgd", "adamw"] and train["lr"]["maximum"] == 10.0
+    assert schema["$defs"]["TrainSpec"]["additionalProperties"] is False and "schema" in schema["properties"]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,7 +76,9 @@ class Options:
 
 
 def log(msg: str) -> None:
-    print(f"[edgekit compress] {msg}", file=sys.stderr, flush=True)
+    from edgekit.log import get
+
+    get("compress").info(msg)
 
 
 class Clock:

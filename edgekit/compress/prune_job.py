@@ -61,9 +61,9 @@ def run(*, ref: dict, data: str, macs_ratio: float, seconds: float, distill_seco
 
 
 def log(msg: str) -> None:
-    import sys
+    from edgekit.log import get
 
-    print(f"[edgekit compress] {msg}", file=sys.stderr, flush=True)
+    get("compress").info(msg)
 
 
 def distill(student, teacher, x: np.ndarray, *, seconds: float, mirror_axis: int | None = None,

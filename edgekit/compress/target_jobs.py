@@ -19,9 +19,9 @@ import numpy as np
 
 
 def log(msg: str) -> None:
-    import sys
+    from edgekit.log import get
 
-    print(f"[edgekit compress] {msg}", file=sys.stderr, flush=True)
+    get("compress").info(msg)
 
 
 class Data:

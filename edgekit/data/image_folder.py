@@ -43,15 +43,12 @@ def read_image(path: Path, *, size: tuple[int, int], channels: int) -> np.ndarra
         blob = np.fromfile(path, dtype=np.uint8)  # imdecode takes any path; imread fails on some names
     except OSError as exc:
         raise DataError(f"{path}: cannot read image ({exc})") from None
-    img = cv2.imdecode(blob, cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR) if blob.size else None
+    img = cv2.imdecode(blob, cv2.IMREAD_COLOR) if blob.size else None  # BGR, as a camera frame arrives
     if img is None:
         raise DataError(f"{path}: not an image OpenCV can decode")
-    if channels != 1:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    h, w = size
-    if img.shape[:2] != (h, w):
-        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-    return img
+    from edgekit.preprocess import to_pixels
+
+    return to_pixels(img, size=size, channels=channels)
 
 
 def read_images(paths: Sequence[Path], *, size: tuple[int, int], channels: int, workers: int = 4) -> np.ndarray:

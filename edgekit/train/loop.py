@@ -149,6 +149,8 @@ def fit(model: torch.nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple
     if teacher is not None:
         teacher.to(dev).to(memory_format=torch.channels_last).eval()
     x_np, y_np = train
+    # Fewer samples than a batch: one batch of all of them per epoch (every per-batch draw is sized to it).
+    batch_size = max(1, min(batch_size, len(x_np))) if world.size == 1 else batch_size
     per_rank_batch(batch_size, world)
     steps = max(1, len(x_np) // batch_size)  # drop the last partial batch: BatchNorm dislikes tiny ones
     opt = make_optimizer(model.parameters(), name=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay)
