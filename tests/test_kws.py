@@ -146,19 +146,33 @@ def test_streaming_finds_held_out_voices_keywords_in_order(kws_bundle, tmp_path)
     assert false <= max(1, round(minutes)), (found, expected)
 
 
+# The briefly trained bundle scores some words near the demo's default threshold (0.7), where a resampling's
+# 0.02 moves a word across it; the conversions are judged below it, by the same words at the same times with
+# confidences within 0.05.
+LOW = "0.5"
+
+
+def assert_same_detections(proc, reference, what=""):
+    got = [json.loads(x) for x in proc.stdout.splitlines()]
+    want = [json.loads(x) for x in reference.stdout.splitlines()]
+    assert want, reference.stderr[-1000:]  # the recording holds keywords: two empty lists would prove nothing
+    assert [(d["keyword"], d["time_s"]) for d in got] == [(d["keyword"], d["time_s"]) for d in want], (what, got, want)
+    assert all(abs(a["confidence"] - b["confidence"]) < 0.05 for a, b in zip(got, want, strict=True)), (what, got, want)
+
+
 @pytest.mark.slow
 def test_demo_mic_converts_stereo_44k_files_and_refuses_truncated_ones(kws_bundle, tmp_path):
     from edgekit.audio import resample, write_wav
     from edgekit.data import keywords
 
     audio, _ = keywords.utterance_stream(["yes", "no"], keywords.voices(keywords.Config())["test"][1], seed=2)
-    mono = edgekit("demo", "mic", str(kws_bundle), "--wav", str(write_wav(tmp_path / "m.wav", audio)), "--json")
+    mono = edgekit("demo", "mic", str(kws_bundle), "--wav", str(write_wav(tmp_path / "m.wav", audio)), "--json",
+                   "--threshold", LOW)
     x44 = resample(audio, 16000, 44100)
     stereo = write_wav(tmp_path / "s.wav", np.stack([x44, x44], axis=1), 44100)
-    proc = edgekit("demo", "mic", str(kws_bundle), "--wav", str(stereo), "--json")
+    proc = edgekit("demo", "mic", str(kws_bundle), "--wav", str(stereo), "--json", "--threshold", LOW)
     assert proc.returncode == 0 and mono.returncode == 0
-    assert [json.loads(x)["keyword"] for x in proc.stdout.splitlines()] == \
-        [json.loads(x)["keyword"] for x in mono.stdout.splitlines()]
+    assert_same_detections(proc, mono)
     stereo.write_bytes(stereo.read_bytes()[:20000])
     proc = edgekit("demo", "mic", str(kws_bundle), "--wav", str(stereo))
     assert proc.returncode == 2 and "truncated" in proc.stderr and "Traceback" not in proc.stderr
@@ -260,21 +274,20 @@ def test_demo_mic_and_compress_calibration_take_24_bit_float_and_44k_stereo_wavs
 
     audio, _ = keywords.utterance_stream(["yes", "no"], keywords.voices(keywords.Config())["test"][1], seed=2)
     src = write_wav(tmp_path / "m.wav", audio)
-    words = [json.loads(x)["keyword"] for x in edgekit("demo", "mic", str(kws_bundle), "--wav", str(src),
-                                                         "--json").stdout.splitlines()]
+    original = edgekit("demo", "mic", str(kws_bundle), "--wav", str(src), "--json", "--threshold", LOW)
     folder = tmp_path / "calib"
     folder.mkdir()
     for name, path in sox_variants(src, tmp_path).items():
-        proc = edgekit("demo", "mic", str(kws_bundle), "--wav", str(path), "--json")
+        proc = edgekit("demo", "mic", str(kws_bundle), "--wav", str(path), "--json", "--threshold", LOW)
         assert proc.returncode == 0, (name, proc.stderr[-1000:])
-        assert [json.loads(x)["keyword"] for x in proc.stdout.splitlines()] == words, name
+        assert_same_detections(proc, original, name)
         for i in range(4):  # a calibration folder of such files, in one-second pieces
             piece = tmp_path / f"{name}_{i}.wav"
             import subprocess
 
             subprocess.run(["sox", str(path), str(piece), "trim", str(i * 0.5), "1"], check=True)
             piece.rename(folder / piece.name)
-    model = next(kws_bundle.glob("*.onnx"))
+    model = next(kws_bundle.glob("artifacts/*.onnx"))
     proc = edgekit("compress", str(model), "--calib", str(folder), "--format", "onnx", "--precision", "fp32",
                    "--out", str(tmp_path / "out"))
     assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -112,7 +112,7 @@ def test_warmup_as_long_as_training_is_rejected():
 def test_recipe_rejects_unknown_schedule_and_augmentation():
     with pytest.raises(ConfigError, match="must be one of onecycle, cosine, step"):
         recipe.load(RECIPES / "digits_resnet8.yaml", ["train.schedule=cosin"])
-    with pytest.raises(ConfigError, match="'flip' must be one of hflip, crop, specaugment. Did you mean 'hflip'"):
+    with pytest.raises(ConfigError, match="train.augment\\[0\\] = 'flip': must be one of hflip, crop, specaugment. Did you mean 'hflip'"):
         recipe.load(RECIPES / "digits_resnet8.yaml", ["train.augment=[flip]"])
 
 
