@@ -7,13 +7,15 @@ RECIPE ?= recipes/fashion_mnist_resnet8.yaml
 # torch is pinned to a range that the local CPU build satisfies (a wider one pulls a multi-GB CUDA build).
 TORCH  := torch>=2.4,<2.14
 
-.PHONY: help setup system venv device-venv caches onnx2tf-env run test test-fast test-slow bench bench-onnx-tflite lint clean
+.PHONY: help setup system venv device-venv caches onnx2tf-env run test test-fast test-slow bench bench-onnx-tflite bench-zoo dist lint clean
 
 help:
 	@echo "make run        set up, then run the default recipe ($(RECIPE)) end to end"
 	@echo "make test       set up, then run every test (including the slow end-to-end ones)"
 	@echo "make test-fast  the tests without the slow marker"
 	@echo "make bench      benchmarks measured side by side in one run, printed as tables"
+	@echo "make bench-zoo  the public compatibility matrix: 61 timm architectures through edgekit compress (hours)"
+	@echo "make dist       the sdist and the wheel in dist/, checked by twine"
 	@echo "make lint       ruff"
 	@echo "make clean      remove virtual environments and run folders"
 
@@ -79,6 +81,18 @@ bench: setup
 # Both ONNX -> TFLite routes on 14 ONNX files (about 45 min on 2 cores): how the default route was chosen.
 bench-onnx-tflite: setup onnx2tf-env
 	$(BIN)/python bench/onnx_tflite_routes.py
+
+# timm's model definitions need only torch: --no-deps keeps its CUDA-pulling requirements (torchvision) out, and
+# bench/timm_stub gives the few torchvision names timm imports. NNCF is timed beside edgekit on four of them.
+# ~6 min an architecture on 2 cores; resumable (rows.jsonl): rerun to continue. Writes docs/zoo.md.
+bench-zoo: setup onnx2tf-env
+	$(BIN)/pip install -q --no-deps "timm==1.0.31"
+	$(BIN)/pip install -q "huggingface_hub>=0.20" "safetensors>=0.4" "nncf==3.4.0"
+	$(BIN)/python bench/zoo_timm.py
+
+dist: venv
+	rm -rf dist && $(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
 
 lint: venv
 	$(BIN)/ruff check edgekit tests bench scripts

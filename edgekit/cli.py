@@ -108,6 +108,21 @@ def cmd_report(args) -> int:
     return 0 if res["passed"] else 1
 
 
+def cmd_recipes(args) -> int:
+    from edgekit import shipped
+    from edgekit.recipe import resolve
+
+    if args.name:
+        print(resolve(args.name).read_text(encoding="utf-8"), end="")
+        return 0
+    names = shipped.names("recipes")
+    width = max(map(len, names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {shipped.describe_recipe(name)}")
+    print(f"\n{len(names)} recipes in {shipped.folder('recipes')}; run one with: edgekit run NAME")
+    return 0
+
+
 def cmd_schema(args) -> int:
     from edgekit import rundir
     from edgekit.schema import json_schema
@@ -323,13 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgekit",
         description="Train, compress, export, verify and benchmark neural networks for small devices.",
         epilog="Exit codes: 0 ok, 1 a measured check failed (e.g. accuracy budget), 2 bad input. "
-               "Start with: edgekit run recipes/fashion_mnist_resnet8.yaml",
+               "Start with: edgekit recipes, then edgekit run fashion_mnist_resnet8",
     )
     p.add_argument("--version", action="version", version=f"edgekit {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def recipe_args(sp):
-        sp.add_argument("recipe", help="recipe YAML file, e.g. recipes/fashion_mnist_resnet8.yaml")
+        sp.add_argument("recipe", help="a recipe YAML file, or the name of one that comes with edgekit "
+                                        "(e.g. fashion_mnist_resnet8; `edgekit recipes` lists them)")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe value, e.g. --set train.epochs=2 (repeatable; values parsed as YAML)")
         sp.add_argument("--out", default="runs", help="root folder of run folders (default: runs)")
@@ -552,9 +568,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="write the schema to this file instead of printing it")
     sp.set_defaults(func=cmd_schema)
 
+    sp = sub.add_parser("recipes", help="the recipes that come with edgekit, by name, with their descriptions",
+                        description="List the recipes shipped inside edgekit (run one by name: edgekit run NAME), or "
+                                    "print one (edgekit recipes NAME > mine.yaml, to start your own).")
+    sp.add_argument("name", nargs="?", help="print this recipe's YAML")
+    sp.set_defaults(func=cmd_recipes)
+
     sp = sub.add_parser("info", help="versions of every dependency and runtime found")
     sp.set_defaults(func=cmd_info)
     return p
+
+
+# The optional dependencies by import name, and the extra (pyproject.toml) that installs each.
+EXTRA_OF = {"torch": "train", "pydantic": "train", "matplotlib": "train", "scipy": "train", "sklearn": "train",
+            "pyroomacoustics": "train", "onnx": "train", "onnxscript": "train", "torch_pruning": "train", "onnxruntime": "onnx", "ai_edge_litert": "tflite",
+            "tflite_runtime": "tflite-legacy", "cv2": "camera", "sounddevice": "mic", "litert_torch": "convert",
+            "torchao": "convert", "neural_compressor": "inc"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -573,6 +602,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgekit: interrupted; finished stages are kept, continue with --resume RUN", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # an optional dependency this command needs: name the extra that brings it
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRA_OF:
+            raise
+        print(f"edgekit: error: `edgekit {args.command}` needs {top}, which is not installed here: "
+              f'pip install "edgekit[{EXTRA_OF[top]}]"', file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `edgekit devices list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

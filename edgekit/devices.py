@@ -1,4 +1,5 @@
-"""Device profiles: one YAML file a target under ``devices/``, validated into frozen dataclasses.
+"""Device profiles: one YAML file a target under ``devices/`` (in the wheel too: :mod:`edgekit.shipped`),
+validated into frozen dataclasses.
 
 A profile is data, like a recipe (``yaml.safe_load``, a ``schema:`` version, unknown keys rejected
 with a close match; the checks are :func:`edgekit.recipe.from_dict`'s). It says what the device is
@@ -135,8 +136,15 @@ class Device:
                 if fmt in rt.formats and precision in (rt.precisions or self.precisions)]
 
 
+def shipped_dir() -> Path:
+    """The folder of the profiles that come with edgekit: the checkout's ``devices/``, or the wheel's copy."""
+    from edgekit import shipped
+
+    return shipped.folder("devices")
+
+
 def _devices_dirs() -> list[Path]:
-    dirs = [Path(__file__).resolve().parents[1] / "devices"]
+    dirs = [shipped_dir()]
     if os.environ.get(DEVICES_ENV):
         dirs.append(Path(os.environ[DEVICES_ENV]))
     return dirs

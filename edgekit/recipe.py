@@ -163,11 +163,30 @@ def content_digest(spec) -> str:
     return hashlib.sha256(json.dumps(content_dict(spec), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def resolve(path: str | Path) -> Path:
+    """The recipe file ``path`` names: the file itself when it exists, else the shipped recipe of that name.
+
+    Raises:
+        ConfigError: neither, with the closest shipped name and where the list is.
+    """
+    from edgekit import shipped
+
+    p = Path(path)
+    if p.is_file():
+        return p
+    found = shipped.find_recipe(str(path))
+    if found is not None:
+        return found
+    hint = close_matches(p.stem, shipped.names("recipes")) if "/" not in str(path) else ""
+    raise ConfigError(f"{p}: recipe file not found, nor a recipe of that name that comes with edgekit "
+                      f"(`edgekit recipes` lists them).{hint}")
+
+
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read, override and validate a recipe.
 
     Args:
-        path: the YAML file.
+        path: the YAML file, or the name of a recipe that comes with edgekit (``kws_dscnn``).
         overrides: ``"key.path=value"`` strings; values are parsed as YAML scalars.
 
     Returns:
@@ -177,11 +196,9 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recip
         ConfigError: naming the file, the key path, the bad value and close matches.
 
     Example:
-        >>> r = load("recipes/fashion_mnist_resnet8.yaml", ["train.epochs=1"])
+        >>> r = load("fashion_mnist_resnet8", ["train.epochs=1"])
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: recipe file not found")
+    path = resolve(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -195,11 +212,13 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recip
     if raw["schema"] != SCHEMA_VERSION:
         raise ConfigError(f"{path}: schema {raw['schema']!r} is not supported (this edgekit reads {SCHEMA_VERSION})")
     raw.setdefault("name", path.stem)
-    try:
-        from edgekit.schema import validate
-    except ImportError:  # without pydantic (a device): the standard-library checker, same rules
+    import importlib.util
+
+    if importlib.util.find_spec("pydantic") is None:  # a device: the standard-library checker, same rules
         recipe = from_dict(Recipe, raw, str(path), "")
     else:
+        from edgekit.schema import validate
+
         recipe = validate(Recipe, raw, str(path))
     return dataclasses.replace(recipe, source=str(path))
 

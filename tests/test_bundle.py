@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from edgekit import rundir
+from edgekit import devices, rundir
 from edgekit.bundle import MANIFEST, bundle, load_bundle, manifest_digest
 from edgekit.errors import ConfigError, DataError
 from edgekit.runtime import open_session, read_metadata
@@ -83,7 +83,7 @@ def test_only_what_the_device_runs(digits_run, tmp_path):
 
 
 def test_a_device_that_runs_nothing_is_refused(digits_run, tmp_path):
-    text = (ROOT / "devices" / "android_arm64.yaml").read_text().replace("precisions: [fp32, fp16, int8]",
+    text = (devices.shipped_dir() / "android_arm64.yaml").read_text().replace("precisions: [fp32, fp16, int8]",
                                                                           "precisions: [fp16]")
     (tmp_path / "android_arm64.yaml").write_text(text)
     with pytest.raises(ConfigError, match="runs none of the artifacts"):

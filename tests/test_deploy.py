@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edgekit import devices
 from edgekit.bundle import bundle, load_bundle
 from edgekit.deploy import DeployError, deploy, plan, requirements, transport_for
 from edgekit.deploy.android import check_sums, parse_benchmark
@@ -165,7 +166,7 @@ def test_a_flipped_byte_on_the_device_is_refused_there_before_anything_runs(depl
 @pytest.mark.slow
 def test_devices_check_over_ssh_sees_the_deployed_environment(deployed, sshd):
     _, remote, _ = deployed
-    prof = (ROOT / "devices" / "x86_64_linux.yaml").read_text().replace("~/.cache/edgekit/device", str(remote))
+    prof = (devices.shipped_dir() / "x86_64_linux.yaml").read_text().replace("~/.cache/edgekit/device", str(remote))
     path = sshd["dir"] / "x86_64_linux.yaml"
     path.write_text(prof)
     opts = ["--identity", sshd["options"][3], "--ssh-option", sshd["options"][7]]
@@ -351,7 +352,7 @@ def test_adb_deploy_runs_end_to_end_against_a_stand_in_adb(bundles, tmp_path, mo
         (bin_dir / name).chmod(stat.S_IRWXU)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     device = tmp_path / "phone"
-    text = (ROOT / "devices" / "android_arm64.yaml").read_text().replace("/data/local/tmp/edgekit", str(device))
+    text = (devices.shipped_dir() / "android_arm64.yaml").read_text().replace("/data/local/tmp/edgekit", str(device))
     (tmp_path / "android_arm64.yaml").write_text(text)
     dev = load_device(tmp_path / "android_arm64.yaml")
     b = load_bundle(bundles["android_arm64"].path)

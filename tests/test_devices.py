@@ -11,9 +11,9 @@ import yaml
 from edgekit import devices
 from edgekit.errors import ConfigError
 
-from .conftest import ROOT, edgekit
+from .conftest import edgekit
 
-PROFILES = sorted((ROOT / "devices").glob("*.yaml"))
+PROFILES = sorted(Path(devices.shipped_dir()).glob("*.yaml"))
 REQUIRED = {"rpi4", "rpi5", "jetson_orin_nano", "android_arm64", "x86_64_linux", "aarch64_linux"}
 
 
@@ -61,7 +61,7 @@ def test_runtimes_for_filters_by_format_precision_and_profile_order():
 
 
 def _bad(tmp_path, edit) -> str:
-    raw = yaml.safe_load((ROOT / "devices" / "rpi4.yaml").read_text())
+    raw = yaml.safe_load((devices.shipped_dir() / "rpi4.yaml").read_text())
     edit(raw)
     path = tmp_path / "rpi4.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -117,7 +117,7 @@ def test_version_specifiers_are_judged_as_pip_judges_them(version, spec, ok):
 
 
 def test_a_malformed_version_specifier_is_a_profile_error_naming_the_key(tmp_path):
-    text = (Path(devices.__file__).resolve().parents[1] / "devices" / "rpi5.yaml").read_text()
+    text = (devices.shipped_dir() / "rpi5.yaml").read_text()
     bad = tmp_path / "rpi5.yaml"
     import yaml
 

@@ -121,3 +121,12 @@ def test_the_recipe_format_is_a_json_schema_editors_can_use(tmp_path):
     train = schema["$defs"]["TrainSpec"]["properties"]
     assert train["optimizer"]["enum"] == ["sgd", "adamw"] and train["lr"]["maximum"] == 10.0
     assert schema["$defs"]["TrainSpec"]["additionalProperties"] is False and "schema" in schema["properties"]
+
+
+def test_a_shipped_recipe_loads_by_name_and_a_near_miss_names_the_closest():
+    assert recipe.load("digits_resnet8").name == "digits_resnet8"
+    assert recipe.load("digits_resnet8.yaml", ["train.epochs=1"]).train.epochs == 1
+    with pytest.raises(ConfigError, match="recipe file not found.*Did you mean 'digits_resnet8'"):
+        recipe.load("digits_resnet")
+    with pytest.raises(ConfigError, match="recipe file not found"):
+        recipe.load("some/where/digits_resnet8.yaml")  # a path is a path: never swapped for a shipped file

@@ -112,23 +112,20 @@ def build_wheel(dest: Path) -> Path:
 
     The source is copied to a temporary folder first, so the build leaves nothing in the checkout.
 
+    An edgekit installed from a wheel (no source tree) is packed again from its installed files instead
+    (:func:`repack_installed`), so ``edgekit deploy`` works from ``pip install edgekit`` alone.
+
     Raises:
-        DeployError: no source tree (an installed edgekit), or the build failed.
+        DeployError: the build failed, or an installed edgekit whose files cannot be found.
     """
     import importlib.util
 
     src = Path(__file__).resolve().parents[2]
     if not (src / "pyproject.toml").is_file() or not (src / "edgekit").is_dir():
-        raise DeployError(f"no edgekit source tree at {src} to build a wheel from: pass --wheelhouse DIR holding "
-                          f"{wheel_name()}")
+        return repack_installed(dest)
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgekit-src-") as tmp:
-        tree = Path(tmp) / "edgekit-src"
-        tree.mkdir()
-        for name in ("pyproject.toml", "README.md"):
-            if (src / name).is_file():
-                shutil.copy2(src / name, tree / name)
-        shutil.copytree(src / "edgekit", tree / "edgekit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        tree = copy_source_tree(src, Path(tmp) / "edgekit-src")
         cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--disable-pip-version-check", "-w", str(dest),
                str(tree)]
         if importlib.util.find_spec("setuptools") is not None:
@@ -137,6 +134,58 @@ def build_wheel(dest: Path) -> Path:
     wheel = dest / wheel_name()
     if proc.returncode != 0 or not wheel.is_file():
         raise DeployError(f"building edgekit's wheel failed: {_last_line(proc.stderr)}")
+    return wheel
+
+
+def copy_source_tree(src: Path, tree: Path) -> Path:
+    """What a build of edgekit reads from the checkout ``src``, copied to ``tree`` (a build then leaves nothing
+    in the checkout): the package, the project files, and the devices/ and recipes/ that setup.py ships."""
+    tree.mkdir(parents=True)
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        if (src / name).is_file():
+            shutil.copy2(src / name, tree / name)
+    for name in ("edgekit", "devices", "recipes"):
+        if (src / name).is_dir():
+            shutil.copytree(src / name, tree / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return tree
+
+
+def repack_installed(dest: Path) -> Path:
+    """edgekit's wheel made again from the installed distribution's own files (its RECORD), for an edgekit
+    that was installed from a wheel: pure Python, so the files are the wheel's content; RECORD is written anew
+    with each file's sha256, as the wheel format asks, and what pip added at install time is left out.
+
+    Raises:
+        DeployError: the installed distribution lists no files (e.g. an editable install without its source).
+    """
+    import base64
+    import hashlib
+    import zipfile
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("edgekit")
+    except metadata.PackageNotFoundError:
+        dist = None
+    files = [f for f in (dist.files or []) if f.parts and (f.parts[0] == "edgekit" or f.parts[0].endswith(
+        ".dist-info"))] if dist else []
+    skip = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    files = [f for f in files if "__pycache__" not in f.parts and f.name not in skip and not f.name.endswith(".pyc")]
+    if not any(f.parts[0] == "edgekit" for f in files):
+        raise DeployError(f"edgekit is installed without its files or a source tree to build its wheel from: pass "
+                          f"--wheelhouse DIR holding {wheel_name()}")
+    dest.mkdir(parents=True, exist_ok=True)
+    wheel, info = dest / wheel_name(), next(f.parts[0] for f in files if f.parts[0].endswith(".dist-info"))
+    part, record = wheel.with_name(wheel.name + ".part"), []
+    with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in files:
+            data = Path(f.locate()).read_bytes()
+            zf.writestr(str(f), data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{f},sha256={digest},{len(data)}")
+        record.append(f"{info}/RECORD,,")
+        zf.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+    part.replace(wheel)
     return wheel
 
 
