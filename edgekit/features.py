@@ -1,14 +1,20 @@
 """MFCC features of speech, in numpy: the keyword-spotting front end for training, verification and the device.
 
-The MLPerf Tiny KWS reference (DS-CNN, 49x10 MFCC input) computes its features with TensorFlow's
-``tf.signal``: 40 ms Hann windows (640 samples at 16 kHz) every 20 ms (320 samples), a 1024-point FFT
-of the magnitude spectrum, 40 triangular HTK-mel bands over 20–4000 Hz (so 8 kHz TTS voices fit
-inside the band), ``log(mel + 1e-6)``, and the first 10 DCT-II coefficients scaled by
-``1/sqrt(2 * n_mels)``. This module does the same in numpy, so a bundle's model and the MLPerf
-reference model read the same features. The spec stored in every artifact::
+The MLPerf Tiny KWS reference (DS-CNN, 49x10 MFCC input; mlcommons/tiny ``get_dataset.py``) computes its
+features with TensorFlow's ``tf.signal``: 30 ms periodic-Hann windows (480 samples at 16 kHz) every 20 ms
+(320 samples), ``fft_length=None`` (the next power of two: a 512-point FFT) of the magnitude spectrum, 40
+triangular HTK-mel bands over 20–4000 Hz (so 8 kHz TTS voices fit inside the band), ``log(mel + 1e-6)``, and
+the first 10 DCT-II coefficients scaled by ``1/sqrt(2 * n_mels)``. This module does the same in numpy, so a
+bundle's model and the MLPerf reference model read the same features: against TensorFlow 2.19's own
+``tf.signal`` on keyword clips (``tests/golden/mfcc_tf_signal.npz``, made by ``scripts/mfcc_golden.py``) the
+largest difference is 2e-7 of the largest coefficient. The spec stored in every artifact::
 
-    {"kind": "mfcc", "sample_rate": 16000, "clip_samples": 16000, "window": 640, "hop": 320, "n_fft": 1024,
+    {"kind": "mfcc", "sample_rate": 16000, "clip_samples": 16000, "window": 480, "hop": 320, "n_fft": 512,
      "n_mels": 40, "n_mfcc": 10, "fmin": 20.0, "fmax": 4000.0, "mean": [10 floats], "std": [10 floats]}
+
+The window, hop and FFT length travel in the spec, so an artifact made with other ones (edgekit before
+2026-12 used 40 ms windows and a 1024-point FFT, whose c0 sits ~7 units above the reference's) keeps
+reading the features it was trained on.
 
 ``mean``/``std`` (per coefficient, measured on the training clips) standardize the coefficients; c0
 alone spans ~100 units, the others a few. Model input: float32 (N, 1, frames, n_mfcc), frames =
@@ -27,8 +33,8 @@ LOG_OFFSET = 1e-6  # added to mel magnitudes before log, as in the MLPerf Tiny K
 CHUNK = 512  # clips framed at a time (the framed copy is window / hop = 2x the audio)
 
 
-def mfcc_spec(*, sample_rate: int = 16000, clip_samples: int = 16000, window: int = 640, hop: int = 320,
-              n_fft: int = 1024, n_mels: int = 40, n_mfcc: int = 10, fmin: float = 20.0, fmax: float = 4000.0,
+def mfcc_spec(*, sample_rate: int = 16000, clip_samples: int = 16000, window: int = 480, hop: int = 320,
+              n_fft: int = 512, n_mels: int = 40, n_mfcc: int = 10, fmin: float = 20.0, fmax: float = 4000.0,
               mean: list[float] | None = None, std: list[float] | None = None) -> dict:
     """An MFCC pre-processing spec (see the module docstring); mean 0 and std 1 until measured."""
     return {"kind": "mfcc", "sample_rate": sample_rate, "clip_samples": clip_samples, "window": window, "hop": hop,
@@ -38,7 +44,7 @@ def mfcc_spec(*, sample_rate: int = 16000, clip_samples: int = 16000, window: in
 
 
 def frames_of(spec: dict) -> int:
-    """MFCC frames per clip: 49 for 1 s at 16 kHz with a 640-sample window every 320 samples."""
+    """MFCC frames per clip: 49 for 1 s at 16 kHz with a 480-sample window every 320 samples."""
     return 1 + (spec["clip_samples"] - spec["window"]) // spec["hop"]
 
 

@@ -177,8 +177,9 @@ def open_run(recipe: Recipe, *, out: str | Path, resume: str | Path | None):
     """Load the data (failing before anything is created), then create or reopen the run folder."""
     import torch
 
+    resume = rundir.resumable(resume) if resume else None
     splits = datasets.load(recipe.data)
-    run_dir = Path(resume) if resume else rundir.new_run_dir(out, recipe.name)
+    run_dir = resume if resume else rundir.new_run_dir(out, recipe.name)
     log(f"run folder {run_dir}")
     rundir.write_json(run_dir / "recipe.json", recipe.to_dict())
     if recipe.train.threads:
@@ -438,6 +439,7 @@ def train_only(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path |
 
     for target in recipe.targets:  # a typo here should not cost a training run
         devices.load(target)
+    resume = rundir.resumable(resume) if resume else None
     splits = datasets.load(recipe.data)  # fail on missing data before creating anything
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)

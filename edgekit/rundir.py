@@ -106,6 +106,28 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def resumable(path: str | os.PathLike) -> Path:
+    """The run folder ``--resume`` names, checked before anything is written into it.
+
+    A run folder holds the ``recipe.json`` its run wrote first (then ``.stages/``, ``checkpoints/``); an empty
+    folder (a run killed before that) is taken too. Anything else, a file above all, is refused with one line instead of being written over.
+
+    Raises:
+        ConfigError: no such folder, a file, or a folder that is not a run's.
+    """
+    from edgekit.errors import ConfigError
+
+    p = Path(path)
+    hint = "--resume takes the run folder a run printed, e.g. runs/<recipe>/<YYYYmmdd-HHMMSS>"
+    if not p.exists():
+        raise ConfigError(f"{p}: no such run folder; {hint}")
+    if not p.is_dir():
+        raise ConfigError(f"{p}: a file, not a run folder; {hint}")
+    if not any((p / name).exists() for name in ("recipe.json", ".stages", "checkpoints")) and any(p.iterdir()):
+        raise ConfigError(f"{p}: not a run folder (no recipe.json, .stages/ or checkpoints/ in it); {hint}")
+    return p
+
+
 def new_run_dir(root: str | os.PathLike, recipe_name: str) -> Path:
     """Create ``root/<recipe>/<YYYYmmdd-HHMMSS>`` (with a suffix if that second is taken)."""
     base = Path(root) / recipe_name

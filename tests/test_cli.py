@@ -73,3 +73,35 @@ def test_other_bad_inputs_exit_2(args, message):
     proc = edgekit(*args)
     assert proc.returncode == 2
     assert message in one_clean_line(proc)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: (tmp / "some_file.pt").write_bytes(b"x") and tmp / "some_file.pt", "a file, not a run folder"),
+    (lambda tmp: tmp / "missing", "no such run folder"),
+    (lambda tmp: (tmp / "photos").mkdir() or (tmp / "photos" / "a.jpg").write_bytes(b"x") and tmp / "photos",
+     "not a run folder"),
+])
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_resume_refuses_what_is_not_a_run_folder_and_writes_nothing_into_it(tmp_path, digits_recipe, make, message,
+                                                                           command):
+    target = make(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    proc = edgekit(command, str(digits_recipe), "--resume", str(target), "--out", str(tmp_path / "runs"))
+    assert proc.returncode == 2
+    assert message in one_clean_line(proc)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_verify_reads_inputs_from_an_npy_and_refuses_pickled_objects(digits_run, tmp_path):
+    import numpy as np
+
+    from edgekit.runtime import open_session
+
+    artifact = next((digits_run / "artifacts").glob("*fp32.onnx"))
+    shape = [3, *open_session(artifact).input_shape[1:]]
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random(shape, np.float32))
+    proc = edgekit("verify", str(artifact), "--data", str(tmp_path / "x.npy"))
+    assert proc.returncode == 0 and "over 3 samples -> ok" in proc.stdout, proc.stderr
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    proc = edgekit("verify", str(artifact), "--data", str(tmp_path / "o.npy"))
+    assert proc.returncode == 2 and "does not unpickle" in one_clean_line(proc)

@@ -45,7 +45,7 @@ def spotter(script, **kw):
     from edgekit.demos import mic
 
     ks = mic.KeywordSpotter.__new__(mic.KeywordSpotter)
-    ks.spec = {"kind": "mfcc", "sample_rate": 16000, "clip_samples": 16000, "window": 640, "hop": 320, "n_fft": 1024,
+    ks.spec = {"kind": "mfcc", "sample_rate": 16000, "clip_samples": 16000, "window": 480, "hop": 320, "n_fft": 512,
                "n_mels": 40, "n_mfcc": 10, "fmin": 20.0, "fmax": 4000.0, "mean": [0.0] * 10, "std": [1.0] * 10}
     ks.rate, ks.window, ks.hop = 16000, 16000, 3200
     ks.smooth, ks.threshold, ks.refractory = kw.get("smooth", 2), kw.get("threshold", 0.6), 0.5
