@@ -232,3 +232,27 @@ def test_a_tampered_bundle_is_refused(camera_bundle, tmp_path):
     onnx.write_bytes(onnx.read_bytes()[:-1])
     with pytest.raises(DataError, match="model_fp32.onnx"):
         CameraDemo(copy, source="0")
+
+
+@pytest.mark.parametrize("size, channels", [((28, 28), 1), ((96, 96), 3), ((200, 300), 3)])
+def test_one_picture_gives_one_tensor_as_training_data_and_as_a_camera_frame(tmp_path, size, channels):
+    """A photo in an image folder (training, compress) and the same photo arriving as a camera frame go through
+    one decode-and-resize path: the tensors are identical, shrinking and enlarging, gray and colour."""
+    from edgekit import preprocess
+    from edgekit.data.image_folder import read_image
+    from edgekit.demos.camera import Classifier
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:120, 0:160]
+    photo = np.stack([(xx * 1.5) % 256, (yy * 2.0) % 256, (xx + yy) % 256], -1).astype(np.uint8)
+    photo = cv2.GaussianBlur((photo + rng.integers(0, 40, photo.shape)).astype(np.uint8), (5, 5), 0)
+    path = tmp_path / "photo.png"
+    assert cv2.imwrite(str(path), photo)
+    spec = preprocess.image_spec(size=size, channels=channels, mean=[0.5] * channels, std=[0.25] * channels)
+
+    trained_on = preprocess.apply(spec, read_image(path, size=size, channels=channels)[None])
+    camera = Classifier.__new__(Classifier)  # the demo's pre-processing alone, without a bundle or a runtime
+    camera.spec, camera.size, camera.channels = spec, (size[1], size[0]), channels
+    seen = camera.prepare(cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR))  # as a frame arrives: BGR
+    assert seen.shape == trained_on.shape == (1, channels, *size)
+    assert np.array_equal(seen, trained_on)

@@ -136,3 +136,13 @@ def test_predict_and_accuracy_agree_with_torch(digits):
         direct = model(torch.from_numpy(x[:100])).numpy()
     np.testing.assert_allclose(logits, direct, atol=1e-5)
     assert loop.accuracy(logits, y[:100]) == float((direct.argmax(1) == y[:100]).mean())
+
+
+@pytest.mark.parametrize("augment", [(), ("hflip", "crop")])
+def test_fewer_training_samples_than_a_batch_train_as_one_batch_an_epoch(digits, augment):
+    """A user's small data (here 20 samples with the default batch of 64, with and without augmentation, whose
+    per-batch draws are sized to the batch) trains: one step an epoch on all of them."""
+    train, val = digits
+    small = (train[0][:20], train[1][:20])
+    res = loop.fit(fresh_model(), small, val, epochs=2, batch_size=64, lr=0.05, augment=augment)
+    assert res.epochs == 2 and len(res.history) == 2 and 0.0 <= res.val_accuracy <= 1.0
