@@ -126,3 +126,27 @@ def test_a_wheel_installed_outside_the_checkout_lists_runs_smokes_and_plans_a_de
         assert {n for n in b.namelist() if n.startswith("edgekit/")} == {n for n in a.namelist() if n.startswith("edgekit/")}
     listed = _run(_venv(tmp_path / "venv2", again), "devices", "list", cwd=away)
     assert listed.returncode == 0 and all(p in listed.stdout for p in profiles), listed.stderr
+
+
+def test_a_shipped_recipe_runs_by_name_from_the_installed_wheel(tmp_path):
+    """The wheel in a fresh environment that borrows the training stack (torch and the rest) from the test
+    environment through a .pth line; edgekit itself, and so the recipe, comes from the wheel: run from a folder
+    with no recipes/ in it, `edgekit run digits_resnet8` trains, exports and reports."""
+    import site
+
+    wheel = build_wheel(tmp_path / "built")
+    bin_dir = _venv(tmp_path / "venv", wheel)
+    (purelib,) = (tmp_path / "venv" / "lib").glob("python*/site-packages")
+    (purelib / "borrowed_training_stack.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    where = subprocess.run([str(bin_dir / "python"), "-c", "import edgekit, torch; print(edgekit.__file__)"],
+                           cwd=away, capture_output=True, text=True, timeout=120)
+    assert where.returncode == 0 and str(tmp_path / "venv") in where.stdout, where.stdout + where.stderr
+    proc = _run(bin_dir, "run", "digits_resnet8", "--out", str(away / "runs"), "--set", "train.epochs=1",
+                "--set", "prune.enabled=false", "--set", "distill.enabled=false", "--set", "export.targets=[onnx:fp32]",
+                "--set", "export.baseline=false", "--set", "bench.threads=[1]",
+                "--set", "bench.iterations=5", cwd=away)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = list((away / "runs" / "digits_resnet8").iterdir())
+    assert (run / "results.json").is_file() and (run / "artifacts" / "model_fp32.onnx").is_file()
