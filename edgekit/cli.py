@@ -341,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
                "Start with: edgekit recipes, then edgekit run fashion_mnist_resnet8",
     )
     p.add_argument("--version", action="version", version=f"edgekit {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print the informational lines of TensorFlow Lite, absl, oneDNN and torchao, which "
+                        "edgekit hides (edgekit.quiet lists them); EDGEKIT_VERBOSE=1 does the same")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def recipe_args(sp):
@@ -591,6 +594,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(torch|litert_torch|torchao|copyreg).*")
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        os.environ["EDGEKIT_VERBOSE"] = "1"  # children too
+    elif argv is None:  # the command line itself, not a caller's own process
+        from edgekit.quiet import filter_stderr
+
+        filter_stderr()
     from edgekit.log import setup
 
     setup()

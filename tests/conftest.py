@@ -36,5 +36,6 @@ def digits_run(tmp_path_factory) -> Path:
                    "--set", "export.targets=[onnx:fp32,onnx:int8,tflite:int8]", "--set", "bench.threads=[1]",
                    "--set", "bench.iterations=30")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (out / "stderr.log").write_text(proc.stderr)  # for the test that edgekit prints only its own lines
     (run,) = list((out / "digits_resnet8").iterdir())
     return run

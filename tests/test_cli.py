@@ -105,3 +105,31 @@ def test_verify_reads_inputs_from_an_npy_and_refuses_pickled_objects(digits_run,
     np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     proc = edgekit("verify", str(artifact), "--data", str(tmp_path / "o.npy"))
     assert proc.returncode == 2 and "does not unpickle" in one_clean_line(proc)
+
+
+def test_a_run_prints_only_edgekit_lines_on_stderr_unless_verbose(digits_run):
+    """TensorFlow Lite's, absl's, oneDNN's and torchao's notices (edgekit.quiet.NOISE) stay off the terminal."""
+    import re
+
+    from edgekit.quiet import is_noise
+
+    lines = (digits_run.parents[1] / "stderr.log").read_text().splitlines()
+    assert lines and all(re.match(r"\[(edgekit|train|distill)[\w ]*\] ", ln) for ln in lines if ln.strip()), lines
+    seen_here = ["WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+                 "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+                 "I0000 00:00:1796305651.672252   25516 port.cc:153] oneDNN custom operations are on.",
+                 "W1203 13:47:35.041000 25516 torch/utils/_pytree.py:630] <enum 'KernelPreference'> is an Enum",
+                 "Failed to load /x/site-packages/torchao/_C_mxfp8.cpython-310-x86_64-linux-gnu.so: Could not load "
+                 "this library: /x/site-packages/torchao/_C_mxfp8.cpython-310-x86_64-linux-gnu.so"]
+    assert all(is_noise(ln) for ln in seen_here)
+    kept = ["E0000 00:00:1 1 kernel.cc:1] a real error", "Traceback (most recent call last):",
+            "UserWarning: something", "edgekit: error: x.onnx: no such file"]
+    assert not any(is_noise(ln) for ln in kept)
+
+
+def test_verbose_lets_the_libraries_speak(digits_run):
+    tflite = next((digits_run / "artifacts").glob("*.tflite"))
+    args = ("bench", str(tflite), "--iterations", "3", "--warmup", "1", "--runtime", "litert")
+    quiet, loud = edgekit(*args), edgekit("--verbose", *args)
+    assert quiet.returncode == loud.returncode == 0, quiet.stderr + loud.stderr
+    assert "XNNPACK delegate" in loud.stderr and "XNNPACK delegate" not in quiet.stderr
