@@ -182,6 +182,18 @@ def resolve(path: str | Path) -> Path:
                       f"(`edgekit recipes` lists them).{hint}")
 
 
+def _schema_validator():
+    """pydantic's checker (edgekit.schema) where pydantic is installed, the host; None on a device, where the
+    standard-library checker :func:`from_dict` applies the same rules."""
+    try:
+        import pydantic  # noqa: F401
+    except ImportError:
+        return None
+    from edgekit.schema import validate
+
+    return validate
+
+
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read, override and validate a recipe.
 
@@ -212,14 +224,8 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recip
     if raw["schema"] != SCHEMA_VERSION:
         raise ConfigError(f"{path}: schema {raw['schema']!r} is not supported (this edgekit reads {SCHEMA_VERSION})")
     raw.setdefault("name", path.stem)
-    import importlib.util
-
-    if importlib.util.find_spec("pydantic") is None:  # a device: the standard-library checker, same rules
-        recipe = from_dict(Recipe, raw, str(path), "")
-    else:
-        from edgekit.schema import validate
-
-        recipe = validate(Recipe, raw, str(path))
+    validate = _schema_validator()
+    recipe = validate(Recipe, raw, str(path)) if validate else from_dict(Recipe, raw, str(path), "")
     return dataclasses.replace(recipe, source=str(path))
 
 
