@@ -28,7 +28,7 @@ def tone(hz: float, seconds: float = 0.5) -> np.ndarray:
 def test_log_mel_puts_a_tone_in_the_band_that_holds_its_frequency():
     spec = logmel.spec()
     mel = logmel.log_mel(tone(1000.0)[None], spec)
-    assert mel.shape == (1, 1 + (8000 - 1024) // 512, 128) and mel.dtype == np.float32
+    assert mel.shape == (1, 1 + 8000 // 512, 128) and mel.dtype == np.float32  # centred frames, as librosa's
     peak = int(mel[0].mean(0).argmax())
     edges = logmel._mel_to_hz(np.linspace(0, logmel._hz_to_mel(8000), 130))
     assert edges[peak] <= 1000 <= edges[peak + 2]  # the triangle of band `peak` spans edges[peak]..edges[peak+2]
@@ -41,7 +41,30 @@ def test_windows_stack_consecutive_frames_into_the_model_input():
     assert w.shape == (2, 3, 15)
     assert np.array_equal(w[1, 2], mel[1, 2:7].ravel())
     x = logmel.apply(logmel.spec(), np.zeros((2, SAMPLE_RATE), np.float32))
-    assert x.shape == (2, 26, 640)
+    assert x.shape == (2, 28, 640)
+
+
+def test_log_mel_matches_librosa_as_the_dcase_baseline_computes_it():
+    """Golden features librosa 0.11 computed (scripts/logmel_golden.py: melspectrogram n_fft 1024, hop 512,
+    128 bands, power 2, reflection-padded centred frames; 10 log10(mel + machine epsilon)) on normal and
+    anomalous synthetic machine sounds and silence: measured within 1.8e-5 dB."""
+    from tests.conftest import ROOT
+
+    golden = np.load(ROOT / "tests" / "golden" / "logmel_librosa.npz")
+    ours = logmel.log_mel(golden["pcm"].astype(np.float32) / 32768.0, logmel.spec())
+    assert ours.shape == golden["log_mel"].shape == (len(golden["pcm"]), 32, 128)
+    assert np.abs(ours - golden["log_mel"]).max() < 1e-3  # dB
+
+
+def test_an_artifact_made_before_the_reference_front_end_keeps_its_features():
+    """A spec without center/mel_scale/eps (edgekit before 2026-12) still gets the uncentred HTK features."""
+    old = {k: v for k, v in logmel.spec().items() if k not in ("center", "mel_scale", "eps")}
+    mel = logmel.log_mel(tone(1000.0, 1.0)[None], old)
+    assert mel.shape == (1, 1 + (16000 - 1024) // 512, 128)
+    fb = logmel.mel_filterbank(16000, 1024, 128, scale="htk")
+    window = np.hanning(1025)[:-1]
+    first = np.abs(np.fft.rfft(tone(1000.0, 1.0)[:1024] * window)) ** 2
+    assert np.allclose(mel[0, 0], 10 * np.log10(fb @ first + 1e-10), atol=1e-3)
 
 
 def test_clips_shorter_than_a_window_are_a_clear_error():
@@ -72,7 +95,7 @@ def test_synthetic_set_trains_on_normal_clips_only_and_tests_on_half_anomalous_o
     assert (s.train_y == 0).all() and s.val_y.mean() == 0.5 and s.test_y.mean() == 0.5
     assert s.labels == ("normal", "anomaly") and s.preprocess["kind"] == "log_mel"
     x, _ = s.tensors("train")
-    assert x.shape == (240, 26, 640) and abs(float(x.mean())) < 0.01 and abs(float(x.std()) - 1) < 0.01
+    assert x.shape == (240, 28, 640) and abs(float(x.mean())) < 0.01 and abs(float(x.std()) - 1) < 0.01
     assert s.input_shape == [1, 640]
 
 
