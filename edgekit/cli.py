@@ -583,10 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The optional dependencies by import name, and the extra (pyproject.toml) that installs each.
-EXTRA_OF = {"torch": "train", "pydantic": "train", "matplotlib": "train", "scipy": "train", "sklearn": "train",
-            "pyroomacoustics": "train", "onnx": "train", "onnxscript": "train", "torch_pruning": "train", "onnxruntime": "onnx", "ai_edge_litert": "tflite",
-            "tflite_runtime": "tflite-legacy", "cv2": "camera", "sounddevice": "mic", "litert_torch": "convert",
-            "torchao": "convert", "neural_compressor": "inc"}
+EXTRA_OF = {"torch": "train", "torch_pruning": "train", "onnx": "train", "onnxscript": "train", "sklearn": "train",
+            "matplotlib": "train", "scipy": "train", "pyroomacoustics": "train", "pydantic": "train",
+            "onnxruntime": "onnx", "ai_edge_litert": "tflite", "tflite_runtime": "tflite-legacy", "cv2": "camera",
+            "sounddevice": "mic", "litert_torch": "convert", "torchao": "convert", "neural_compressor": "inc"}
 
 
 def main(argv: list[str] | None = None) -> int:
