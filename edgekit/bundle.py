@@ -8,9 +8,11 @@ A bundle is a folder::
     artifacts/*.onnx|*.tflite   only the artifacts the device runs (format, precision, runtime)
     golden.npz           held-out samples: raw pixels, model inputs, labels, PyTorch logits, and each
                          artifact's outputs on the host runtime, computed when the bundle was made
+    signature.json       an Ed25519 signature of the manifest's digest (edgekit.signing)
 
-:func:`load_bundle` verifies every checksum before anything else reads a byte of the bundle, so a
-tampered, truncated or missing file is refused with a message naming it.
+:func:`load_bundle` verifies every checksum, then the signature against the trusted keys, before
+anything else reads a byte of the bundle, so a tampered, truncated or missing file is refused with a
+message naming it, and so is a bundle that someone changed and re-digested without the signing key.
 
 Device side: numpy and a runtime (the host outputs need one), never torch.
 """
@@ -28,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from edgekit import __version__, rundir
+from edgekit import __version__, rundir, signing
 from edgekit.errors import ConfigError, DataError, close_matches
 
 BUNDLE_SCHEMA = 1
@@ -70,6 +72,7 @@ class Bundle:
     path: Path
     manifest: dict
     artifacts: tuple[BundleArtifact, ...]
+    signature: dict | None = None  # signing.check's result: who signed it, or why it runs unsigned
 
     @property
     def device(self) -> str:
@@ -103,7 +106,7 @@ class Bundle:
 
 
 def bundle(run_dir: str | Path, device, out: str | Path, *, artifacts: list[str] | None = None,
-           include_failed: bool = False) -> Bundle:
+           include_failed: bool = False, key: str | Path | None = None, signed: bool = True) -> Bundle:
     """Pack what ``device`` can run from a finished run folder into a checksummed bundle folder.
 
     Only the run's compressed artifacts go in (not the dense baseline), only those whose format and
@@ -119,6 +122,9 @@ def bundle(run_dir: str | Path, device, out: str | Path, *, artifacts: list[str]
             place, so ``out`` is either the old bundle or the complete new one.
         artifacts: artifact names to restrict to (e.g. ``["tflite_int8"]``); None takes all the device runs.
         include_failed: also pack artifacts that missed the accuracy budget.
+        key: the private key that signs it: a file or a key name in ``edgekit keys`` (default: this
+            machine's default key, made on first use).
+        signed: False makes an unsigned bundle (devices refuse it unless told ``--allow-unsigned``).
 
     Returns:
         The verified Bundle.
@@ -162,6 +168,9 @@ def bundle(run_dir: str | Path, device, out: str | Path, *, artifacts: list[str]
         raise ConfigError(f"{dev.name} runs none of the artifacts of {run_dir} ({why})")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())):
         raise ConfigError(f"{out}: exists and is not a bundle; choose another --out")
+    key_path = (signing.find_key(key) if key is not None else signing.default_key()) if signed else None
+    if key_path is not None:
+        signing.load_private(key_path)  # a wrong key file fails here, before any work
 
     golden_path = run_dir / GOLDEN
     if not golden_path.is_file():
@@ -225,12 +234,15 @@ def bundle(run_dir: str | Path, device, out: str | Path, *, artifacts: list[str]
         }
         manifest["digest"] = manifest_digest(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if key_path is not None:
+            signing.sign(tmp, manifest["digest"], key_path)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
         _swap_into_place(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return load_bundle(out)
+    # The maker checks the checksums; whether the signer is trusted is each device's decision.
+    return load_bundle(out, policy=signing.Policy(allow_unsigned=True))
 
 
 def _results(run_dir: Path) -> dict:
@@ -279,21 +291,25 @@ def manifest_digest(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Open a bundle folder after verifying every checksum.
+def load_bundle(path: str | Path, *, policy: signing.Policy | None = None) -> Bundle:
+    """Open a bundle folder after verifying every checksum and its signature.
 
-    The manifest's own digest, then every file's size and sha256 are checked before anything is
-    returned; a missing, truncated, extended or modified file is refused.
+    The manifest's own digest, then every file's size and sha256, then the signature of the digest
+    against the trusted keys are checked before anything is returned; a missing, truncated, extended
+    or modified file is refused, and so is an unsigned bundle or one signed by a key not trusted here
+    (unless ``policy.allow_unsigned``).
 
     Args:
         path: the bundle folder (holding manifest.json).
+        policy: which signatures to accept (default: a trusted key's only; see :class:`signing.Policy`).
 
     Returns:
         The Bundle.
 
     Raises:
-        DataError: not a bundle, an unsupported schema, or a file that fails its check (the message
-            names every such file and what is wrong with it).
+        DataError: not a bundle, an unsupported schema, a file that fails its check (the message
+            names every such file and what is wrong with it), or a signature that is missing or not
+            trusted (naming the key id).
 
     Example:
         >>> b = load_bundle("bundles/rpi5")
@@ -315,6 +331,15 @@ def load_bundle(path: str | Path) -> Bundle:
                         f"(this edgekit {__version__} reads {BUNDLE_SCHEMA})")
     if manifest.get("digest") != manifest_digest(manifest):
         raise DataError(f"{mpath}: refused: the manifest was modified after bundling (its digest does not match)")
+    try:
+        arts = _check_files(root, mpath, manifest)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # digest right, structure wrong
+        raise DataError(f"{mpath}: refused: malformed manifest ({type(exc).__name__}: {str(exc)[:120]})") from None
+    return Bundle(root, manifest, arts, signing.check(root, manifest["digest"], policy))
+
+
+def _check_files(root: Path, mpath: Path, manifest: dict) -> tuple[BundleArtifact, ...]:
+    """Every file's size and sha256 against the manifest, then the artifacts it lists."""
     problems = []
     for rel, want in manifest["files"].items():
         file = _inside(root, rel)
@@ -340,7 +365,7 @@ def load_bundle(path: str | Path) -> Bundle:
     for a in arts:
         if a.path.relative_to(root).as_posix() not in manifest["files"]:
             raise DataError(f"{mpath}: refused: artifact {a.name} ({a.path.name}) has no checksum in the manifest")
-    return Bundle(root, manifest, arts)
+    return arts
 
 
 def _inside(root: Path, rel: str) -> Path | None:
@@ -355,6 +380,10 @@ def summary(b: Bundle) -> str:
     size = sum(f["size_bytes"] for f in b.manifest["files"].values())
     lines = [f"bundle {b.path} for {b.device}: {len(b.artifacts)} artifact(s), {len(b.manifest['files'])} files, "
              f"{size / 1024:.1f} KB, recipe {b.manifest['recipe']['name']}@{b.manifest['recipe']['digest']}"]
+    if b.signature and b.signature.get("status") == "verified":
+        lines.append(f"  signed by key {b.signature['key_name']} ({b.signature['key_id']})")
+    elif b.signature:
+        lines.append(f"  {b.signature['status']}: {b.signature.get('reason')}")
     for a in b.artifacts:
         acc = a.expected.get("accuracy")
         lines.append(f"  {a.name:14} {a.path.name:22} runtimes {', '.join(a.runtimes):26} "

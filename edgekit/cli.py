@@ -161,8 +161,61 @@ def _ssh_options(args) -> tuple[str, ...]:
 def cmd_bundle(args) -> int:
     from edgekit.bundle import bundle, summary
 
-    b = bundle(args.run, args.device, args.out, artifacts=args.artifact, include_failed=args.include_failed)
+    b = bundle(args.run, args.device, args.out, artifacts=args.artifact, include_failed=args.include_failed,
+               key=args.sign, signed=not args.no_sign)
     print(summary(b))
+    return 0
+
+
+def _policy(args):
+    from edgekit.signing import Policy
+
+    return Policy(allow_unsigned=args.allow_unsigned, trusted=Path(args.trusted_keys) if args.trusted_keys else None)
+
+
+def _load_bundle(args):
+    """The bundle named on the command line, checked against the signature policy of its flags."""
+    from edgekit.bundle import load_bundle
+    from edgekit.signing import describe
+
+    b = load_bundle(args.bundle, policy=_policy(args))
+    if b.signature.get("status") != "verified":
+        print(f"edgekit: warning: {b.path}: {describe(b.signature)}", file=sys.stderr)
+    return b
+
+
+def cmd_keys(args) -> int:
+    from edgekit import signing
+
+    if args.action == "new":
+        key_path, pub = signing.new_key(args.name or signing.DEFAULT_KEY, args.dir, trust=not args.no_trust,
+                                        overwrite=args.force)
+        print(f"key {pub.name} ({pub.key_id}): private {key_path} (keep it secret), public {pub.path}")
+        print(f"sign with: edgekit bundle RUN --device NAME --out DIR --sign {key_path}")
+        print(f"trust it on a device: edgekit keys trust {pub.path} (edgekit deploy installs it for you)")
+        return 0
+    if args.action == "list":
+        for title, folder, pattern in (("keys", signing.keys_dir(), "*.key"),
+                                       ("trusted", signing.trusted_dir(), "*.pub")):
+            files = sorted(folder.glob(pattern)) if folder.is_dir() else []
+            print(f"{title} in {folder}: {len(files)}")
+            for f in files:
+                try:
+                    k = signing.load_public(f)
+                    print(f"  {k.key_id}  {f.name}")
+                except EdgekitError as exc:
+                    print(f"  unreadable  {f.name}: {exc}")
+        return 0
+    if not args.name:
+        raise EdgekitError(f"edgekit keys {args.action} needs a key file (or a key name)")
+    path = Path(args.name) if Path(args.name).is_file() else signing.find_key(args.name)
+    if args.action == "show":
+        k = signing.load_public(path)
+        print(f"{k.key_id}  ed25519  {path}")
+        print(signing.public_pem(k).decode().strip())
+        return 0
+    dest = signing.trust_key(path, args.dir)
+    print(f"trusted {signing.load_public(dest).key_id}: {dest}")
     return 0
 
 
@@ -171,13 +224,13 @@ def cmd_deploy(args) -> int:
     from edgekit.smoke import format_report
 
     if args.emulate:
-        return _emulated(args.bundle, args.device or _bundle_device(args.bundle), args.json)
+        return _emulated(args.bundle, args.device or _bundle_device(args.bundle), args.json, _policy(args))
 
     result = deploy(args.bundle, args.device, host=args.host, dry_run=args.dry_run, ssh_options=_ssh_options(args),
                     wheelhouse=args.wheelhouse, remote_dir=args.remote_dir, python=args.python,
                     system_site_packages=args.system_site_packages, fresh=args.fresh, camera=args.camera,
                     runtimes=args.runtime, threads=args.threads, iterations=args.iterations,
-                    tensorrt=not args.no_tensorrt, benchmark_binary=args.benchmark_binary)
+                    tensorrt=not args.no_tensorrt, benchmark_binary=args.benchmark_binary, policy=_policy(args))
     if result.dry_run:
         print(f"# deploy {args.bundle} to {result.device} via {result.target} (dry run: nothing was run)")
         for step in result.steps:
@@ -202,14 +255,15 @@ def cmd_deploy(args) -> int:
 
 def _bundle_device(bundle_dir: str) -> str:
     from edgekit.bundle import load_bundle
+    from edgekit.signing import Policy
 
-    return load_bundle(bundle_dir).device
+    return load_bundle(bundle_dir, policy=Policy(allow_unsigned=True)).device  # the name only; checked after
 
 
-def _emulated(bundle_dir: str, device: str, as_json: bool) -> int:
+def _emulated(bundle_dir: str, device: str, as_json: bool, policy=None) -> int:
     from edgekit.emulate import emulated_check, format_emulated
 
-    rep = emulated_check(bundle_dir, device)
+    rep = emulated_check(bundle_dir, device, policy=policy)
     print(json.dumps(rep) if as_json else format_emulated(rep))
     return 0 if rep["passed"] else 1
 
@@ -237,7 +291,7 @@ def cmd_devices(args) -> int:
     if args.emulate:
         if not args.bundle:
             raise EdgekitError("edgekit devices check NAME --emulate needs --bundle DIR: the bundle to prove there")
-        return _emulated(args.bundle, args.name, False)
+        return _emulated(args.bundle, args.name, False, _policy(args))
     chk = devices.check(args.name, host=args.host, ssh_options=_ssh_options(args), python=args.python)
     print(f"{chk.device} via {chk.target}")
     print(f"{'item':36} {'profile':40} {'found':34} verdict")
@@ -252,7 +306,7 @@ def cmd_smoke(args) -> int:
     from edgekit.smoke import format_report, smoke
 
     rep = smoke(args.bundle, runtimes=args.runtime, threads=args.threads, warmup=args.warmup,
-                iterations=args.iterations)
+                iterations=args.iterations, policy=_policy(args))
     if args.output:
         rundir.write_json(args.output, rep)
     print(json.dumps(rep) if args.json else format_report(rep))
@@ -262,7 +316,7 @@ def cmd_smoke(args) -> int:
 def cmd_demo_camera(args) -> int:
     from edgekit.demos.camera import run_camera
 
-    stats = run_camera(args.bundle, source=args.source, headless=args.headless, stream=args.stream,
+    stats = run_camera(_load_bundle(args), source=args.source, headless=args.headless, stream=args.stream,
                        frames=args.frames, json_lines=args.json, output=args.output, artifact=args.artifact,
                        runtime=args.runtime, threads=args.threads, loop=args.loop, max_fps=args.max_fps)
     line = (f"{stats.frames} frames in {stats.seconds:.2f} s: {stats.fps:.1f} FPS end to end, inference + "
@@ -277,12 +331,13 @@ def cmd_demo_mic(args) -> int:
 
     opts = dict(artifact=args.artifact, runtime=args.runtime, threads=args.threads, hop_ms=args.hop_ms,
                 threshold=args.threshold, smooth=args.smooth)
+    b = _load_bundle(args)
     if args.wav:
-        detections, stats = spot_wav(args.bundle, args.wav, **opts)
+        detections, stats = spot_wav(b, args.wav, **opts)
         for d in detections:
             print_detection(d, sys.stdout, args.json)
     else:
-        stats = listen(args.bundle, seconds=args.seconds, device=args.device, json_lines=args.json, **opts)
+        stats = listen(b, seconds=args.seconds, device=args.device, json_lines=args.json, **opts)
     print(f"{stats.detections} detection(s) in {stats.audio_s:.1f} s of audio, {stats.windows} windows; "
           f"real-time factor {stats.rtf:.4f} ({stats.artifact} on {stats.runtime}, {stats.threads} thread(s))",
           file=sys.stderr if args.json else sys.stdout)
@@ -334,7 +389,7 @@ def cmd_compress(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="edgekit",
         description="Train, compress, export, verify and benchmark neural networks for small devices.",
         epilog="Exit codes: 0 ok, 1 a measured check failed (e.g. accuracy budget), 2 bad input. "
@@ -344,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also print the informational lines of TensorFlow Lite, absl, oneDNN and torchao, which "
                         "edgekit hides (edgekit.quiet lists them); EDGEKIT_VERBOSE=1 does the same")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.add_argument("--debug", action="store_true", help="on an error, also print the Python traceback")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def recipe_args(sp):
         sp.add_argument("recipe", help="a recipe YAML file, or the name of one that comes with edgekit "
@@ -450,7 +506,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="the bundle folder to write (an existing bundle there is replaced)")
     sp.add_argument("--artifact", type=_csv, help="comma-separated artifact names to restrict to, e.g. tflite_int8")
     sp.add_argument("--include-failed", action="store_true", help="also pack artifacts that missed the accuracy budget")
+    sp.add_argument("--sign", metavar="KEY", help="private key that signs the bundle: a file or a name from `edgekit "
+                                                  "keys list` (default: this machine's default key, made on first use)")
+    sp.add_argument("--no-sign", action="store_true", help="make an unsigned bundle (devices refuse it unless given "
+                                                           "--allow-unsigned)")
     sp.set_defaults(func=cmd_bundle)
+
+    sp = sub.add_parser("keys", help="signing keys: make one, show it, trust a public key, list them",
+                        description="Bundles are signed with Ed25519 (the manifest digest, which covers every file); "
+                                    "devices run only bundles a trusted key signed. new [NAME]: a key pair in "
+                                    "~/.config/edgekit/keys (EDGEKIT_HOME), trusted on this machine. show KEY: its id "
+                                    "and public key. trust FILE.pub: accept bundles it signs here (deploy does this "
+                                    "on the device). list: keys and trusted keys.")
+    sp.add_argument("action", choices=("new", "show", "trust", "list"))
+    sp.add_argument("name", nargs="?", help="new: the key's name (default: default); show/trust: a key file or name")
+    sp.add_argument("--dir", help="new: where to write the key pair; trust: the trusted-keys folder to add to")
+    sp.add_argument("--no-trust", action="store_true", help="new: do not trust the new key on this machine")
+    sp.add_argument("--force", action="store_true", help="new: replace an existing key of that name")
+    sp.set_defaults(func=cmd_keys)
+
+    def trust_args(sp):
+        sp.add_argument("--allow-unsigned", action="store_true",
+                        help="run a bundle that no trusted key signed (the checksums are still checked; the report "
+                             "says it was not verified)")
+        sp.add_argument("--trusted-keys", metavar="DIR", help="folder of trusted public keys (default: "
+                                                              "$EDGEKIT_TRUSTED_KEYS or ~/.config/edgekit/trusted-keys)")
 
     def ssh_args(sp):
         sp.add_argument("--host", help="user@host[:port] to reach the device over ssh (adb: the device serial)")
@@ -489,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--benchmark-binary", metavar="FILE", help="adb: TFLite benchmark_model binary to push first")
     sp.add_argument("--no-tensorrt", action="store_true", help="Jetson: skip building TensorRT engines")
     sp.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    trust_args(sp)
     sp.set_defaults(func=cmd_deploy)
 
     sp = sub.add_parser("devices", help="device profiles: list, show one, or check a real device against one",
@@ -502,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="check: run --bundle on the profile's arm64 CPU under qemu instead of a real device")
     sp.add_argument("--bundle", help="check --emulate: the bundle to prove on the emulated device")
     ssh_args(sp)
+    trust_args(sp)
     sp.set_defaults(func=cmd_devices)
 
     sp = sub.add_parser("smoke", help="on the device: verify a bundle, run its golden pairs and a short benchmark",
@@ -515,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--iterations", type=int, default=50, help="timed runs (default: 50)")
     sp.add_argument("--output", metavar="FILE", help="also write the JSON report to FILE")
     sp.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    trust_args(sp)
     sp.set_defaults(func=cmd_smoke)
 
     sp = sub.add_parser("demo", help="device demos on a bundle: camera, mic")
@@ -539,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--threads", type=int, default=1, help="runtime and OpenCV threads (default: 1)")
     dp.add_argument("--loop", action="store_true", help="restart a video file at its end")
     dp.add_argument("--max-fps", type=float, help="pace the loop to at most this many frames per second")
+    trust_args(dp)
     dp.set_defaults(func=cmd_demo_camera)
 
     dp = demos.add_parser("mic", help="spot keywords live from the microphone, or in a WAV file (--wav)",
@@ -561,6 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--runtime", help="runtime name (default: the first installed one for the artifact)")
     dp.add_argument("--device", help="sounddevice input device (name or index; default: the system default)")
     dp.add_argument("--seconds", type=float, help="live: stop after this many seconds (default: until Ctrl-C)")
+    trust_args(dp)
     dp.set_defaults(func=cmd_demo_mic)
 
     sp = sub.add_parser("schema", help="the recipe format as a JSON Schema, for editors that complete and check YAML",
@@ -589,6 +674,36 @@ EXTRA_OF = {"torch": "train", "torch_pruning": "train", "onnx": "train", "onnxsc
             "sounddevice": "mic", "litert_torch": "convert", "torchao": "convert", "neural_compressor": "inc"}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is two lines (the problem, where to read more), not the whole usage text."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\nsee: {self.prog} --help\n")
+
+
+def _subject(args) -> str:
+    """The file or folder a command works on, to name in an unexpected error."""
+    for attr in ("bundle", "model", "recipe", "run", "artifacts", "name"):
+        value = getattr(args, attr, None)
+        if value:
+            return ", ".join(value) if isinstance(value, list) else str(value)
+    return f"edgekit {args.command}"
+
+
+def _unexpected(args, exc: BaseException) -> int:
+    """The last line of defence: one line naming the file and the problem; the traceback with --debug."""
+    from edgekit.errors import describe
+
+    if isinstance(exc, OSError) and exc.filename:
+        what = f"{exc.filename}: {exc.strerror or describe(exc)}"
+    elif isinstance(exc, MemoryError):
+        what = f"{_subject(args)}: out of memory"
+    else:
+        what = f"{_subject(args)}: {describe(exc)}"
+    print(f"edgekit: error: {what} (unexpected; --debug shows the traceback)", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     # The TFLite converter and interpreter log every step at INFO through absl/glog; keep warnings and errors.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -606,6 +721,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except EdgekitError as exc:
+        if args.debug:
+            raise
         print(f"edgekit: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -613,14 +730,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except ModuleNotFoundError as exc:  # an optional dependency this command needs: name the extra that brings it
         top = (exc.name or "").split(".")[0]
-        if top not in EXTRA_OF:
-            raise
+        if top not in EXTRA_OF or args.debug:
+            if args.debug:
+                raise
+            return _unexpected(args, exc)
         print(f"edgekit: error: `edgekit {args.command}` needs {top}, which is not installed here: "
               f'pip install "edgekit[{EXTRA_OF[top]}]"', file=sys.stderr)
         return 2
     except BrokenPipeError:  # `edgekit devices list | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # noqa: BLE001 - whatever input no check above foresaw: still one line, exit 2
+        if args.debug or os.environ.get("EDGEKIT_DEBUG") == "1":
+            raise
+        return _unexpected(args, exc)
 
 
 if __name__ == "__main__":

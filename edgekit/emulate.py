@@ -42,7 +42,7 @@ ARM64_DEBS = (
     "libnsl2", "libdb5.3", "libgssapi-krb5-2", "libkrb5-3", "libk5crypto3", "libkrb5support0", "libkeyutils1",
     "libcom-err2", "libmd0", "libselinux1", "libpcre2-8-0", "libacl1",
 )
-BASE_REQUIREMENTS = ("numpy", "pyyaml>=6", "tqdm>=4.60")
+BASE_REQUIREMENTS = ("numpy", "pyyaml>=6", "tqdm>=4.60", "cryptography>=42")  # cryptography: bundle signatures
 # CPU part numbers that onnxruntime's cpuinfo parser expects to find (ARM implementer 0x41).
 CPU_PARTS = {"cortex-a53": "0xd03", "cortex-a55": "0xd05", "cortex-a72": "0xd08", "cortex-a76": "0xd0b",
              "cortex-a78ae": "0xd42", "neoverse-n1": "0xd0c", "max": "0xd08"}
@@ -111,6 +111,7 @@ def _key(profile) -> str:
     from edgekit import __version__
 
     blob = json.dumps({"v": __version__, "rt": _runtime_requirements(profile), "glibc": _glibc(profile),
+                       "base": BASE_REQUIREMENTS,
                        "release": DEBIAN_RELEASE}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -259,7 +260,8 @@ EMULATED_FLOAT_TOLERANCE = 1e-4  # max abs diff of float outputs, arm64 vs x86 (
 INT8_STEP_FRACTION = 0.01  # int8 not bit-identical: allowed diff as a fraction of the host outputs' range
 
 
-def emulated_check(bundle_dir: str | Path, device: str, *, iterations: int = 5, timeout: int = 900) -> dict:
+def emulated_check(bundle_dir: str | Path, device: str, *, iterations: int = 5, timeout: int = 900,
+                   policy=None) -> dict:
     """Prove a bundle on its device's instruction set: every artifact on every runtime the profile installs.
 
     The bundle's checksums are verified on the host first; then, per runtime, one arm64 process runs
@@ -292,8 +294,13 @@ def emulated_check(bundle_dir: str | Path, device: str, *, iterations: int = 5, 
     profile = devices.load(device)
     if profile.arch != "aarch64":
         raise ConfigError(f"{profile.source}: arch {profile.arch}: emulation runs aarch64 profiles only")
-    b = load_bundle(bundle_dir)  # checksums on the host first: a tampered bundle never reaches the emulator
-    root = sysroot(profile)
+    from edgekit import signing
+
+    policy = policy or signing.Policy()
+    b = load_bundle(bundle_dir, policy=policy)  # checksums and signature on the host first: a tampered bundle
+    root = sysroot(profile)                      # never reaches the emulator, which checks both again itself
+    trust = ["--trusted-keys", str(Path(policy.trusted or signing.trusted_dir()).resolve())]
+    trust += ["--allow-unsigned"] if policy.allow_unsigned else []
     rows, problems = [], []
     for rt, state in root.installed.items():
         if rt == "base":
@@ -307,7 +314,7 @@ def emulated_check(bundle_dir: str | Path, device: str, *, iterations: int = 5, 
                              "verdict": f"cannot install {rt} on {profile.name}: {state}"})
             continue
         proc = run_python(root, ["-m", "edgekit", "smoke", str(Path(bundle_dir).resolve()), "--json", "--runtime", rt,
-                                 "--warmup", "2", "--iterations", str(iterations)], runtime=rt, timeout=timeout)
+                                 "--warmup", "2", "--iterations", str(iterations), *trust], runtime=rt, timeout=timeout)
         try:
             rep = json.loads(proc.stdout.strip().splitlines()[-1])
         except (IndexError, json.JSONDecodeError):
@@ -355,7 +362,7 @@ def emulated_check(bundle_dir: str | Path, device: str, *, iterations: int = 5, 
                          "versions": rep["environment"].get("versions", {})})
     report = {
         "schema": 1, "kind": "edgekit-emulated-check", "device": profile.name, "qemu_cpu": root.cpu,
-        "bundle": str(bundle_dir), "sysroot": f"Debian {DEBIAN_RELEASE} arm64, glibc {SYSROOT_GLIBC}, "
+        "bundle": str(bundle_dir), "signature": b.signature, "sysroot": f"Debian {DEBIAN_RELEASE} arm64, glibc {SYSROOT_GLIBC}, "
                                               f"Python {SYSROOT_PYTHON}",
         "approximations": list(root.approximations),
         "latency_note": "emulated_p50_ms is qemu-user on this x86 host: not a measurement of the device",

@@ -1,8 +1,9 @@
 """The smoke test a device runs on a bundle: checksums, golden pairs through every runtime, a short benchmark.
 
 ``edgekit deploy`` runs it on the device (``python -m edgekit smoke BUNDLE --json``) and brings the
-JSON back; it runs the same anywhere a bundle and a runtime are installed. The bundle's checksums are
-verified before any model is opened: a tampered bundle is refused before anything runs.
+JSON back; it runs the same anywhere a bundle and a runtime are installed. The bundle's checksums and
+its signature are verified before any model is opened: a tampered bundle, or one no trusted key
+signed, is refused before anything runs.
 
 Criteria, per artifact and runtime, against the host runtime's outputs stored in the bundle:
 fp32 artifacts elementwise (max abs diff of the outputs), fp16 and int8 artifacts by top-1
@@ -29,7 +30,8 @@ MIN_AGREEMENT = 0.95  # top-1 agreement with the host outputs for fp16 and int8 
 
 
 def smoke(bundle_dir, *, runtimes: list[str] | None = None, threads: int = 1, warmup: int = 10,
-          iterations: int = 50, fp32_tolerance: float = FP32_TOLERANCE, min_agreement: float = MIN_AGREEMENT) -> dict:
+          iterations: int = 50, fp32_tolerance: float = FP32_TOLERANCE, min_agreement: float = MIN_AGREEMENT,
+          policy=None) -> dict:
     """Verify a bundle, run its golden inputs through each artifact on each installed runtime, time each.
 
     Args:
@@ -40,6 +42,7 @@ def smoke(bundle_dir, *, runtimes: list[str] | None = None, threads: int = 1, wa
         iterations: timed batch-1 runs.
         fp32_tolerance: max abs diff allowed for fp32 artifacts against the host outputs.
         min_agreement: top-1 agreement with the host outputs required for fp16 and int8 artifacts.
+        policy: which signatures to accept (edgekit.signing.Policy; default: trusted keys only).
 
     Returns:
         The smoke report (a JSON-ready dict): environment, one result per artifact and runtime with
@@ -47,7 +50,7 @@ def smoke(bundle_dir, *, runtimes: list[str] | None = None, threads: int = 1, wa
         ``passed``. An artifact that no installed runtime runs fails the smoke test.
 
     Raises:
-        DataError: the bundle fails its checksums (nothing has run then).
+        DataError: the bundle fails its checksums or its signature (nothing has run then).
 
     Example:
         >>> smoke("bundles/rpi5", threads=1)["passed"]
@@ -59,7 +62,7 @@ def smoke(bundle_dir, *, runtimes: list[str] | None = None, threads: int = 1, wa
     from edgekit.verify import parity
 
     t0 = time.perf_counter()
-    b = load_bundle(bundle_dir)  # every checksum first: nothing below runs on a tampered bundle
+    b = load_bundle(bundle_dir, policy=policy)  # every checksum and the signature first: nothing below runs on a tampered bundle
     golden = b.golden()
     x, y = golden["x"], golden["y"]
     results, problems = [], []
@@ -109,7 +112,7 @@ def smoke(bundle_dir, *, runtimes: list[str] | None = None, threads: int = 1, wa
     return {
         "schema": SMOKE_SCHEMA, "kind": "edgekit-smoke", "edgekit_version": __version__,
         "bundle": str(b.path), "device": b.device, "recipe": b.manifest["recipe"],
-        "checksums": f"ok ({len(b.manifest['files'])} files)",
+        "checksums": f"ok ({len(b.manifest['files'])} files)", "signature": b.signature,
         "environment": environment(),
         "preprocessing": pre, "results": results, "problems": problems, "passed": not problems,
         "seconds": round(time.perf_counter() - t0, 3),
@@ -147,9 +150,12 @@ def environment() -> dict:
 
 def format_report(rep: dict) -> str:
     """The smoke report as a small table."""
+    from edgekit.signing import describe
+
     env = rep["environment"]
     lines = [f"smoke test of {rep['bundle']} on {env['platform']} (python {env['python']}, {env['cpus']} CPUs): "
              f"checksums {rep['checksums']}",
+             *([describe(rep["signature"])] if rep.get("signature") else []),
              f"{'artifact':14} {'runtime':15} {'agreement':>9} {'max diff':>9} {'accuracy':>9} {'p50 ms':>8} "
              f"{'p90 ms':>8}  verdict"]
     pre = rep.get("preprocessing")

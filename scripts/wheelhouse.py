@@ -17,7 +17,8 @@ WHEELHOUSE = ROOT / ".cache" / "wheelhouse"
 
 
 def main() -> int:
-    pins = [f"{p}=={metadata.version(p)}" for p in ("numpy", "pyyaml", "tqdm", "onnxruntime", "ai-edge-litert")]
+    pins = [f"{p}=={metadata.version(p)}" for p in ("numpy", "pyyaml", "tqdm", "cryptography", "onnxruntime",
+                                                     "ai-edge-litert")]
     stamp = WHEELHOUSE / ".pins"
     if not (stamp.is_file() and stamp.read_text() == "\n".join(pins)):
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",

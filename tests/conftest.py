@@ -3,12 +3,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
+
+# Keys and trusted keys of the whole test session (and its subprocesses) live in a throwaway home, never in
+# ~/.config/edgekit: bundles made here are signed with that home's default key, made on first use.
+os.environ["EDGEKIT_HOME"] = tempfile.mkdtemp(prefix="edgekit-test-home-")
+os.environ.pop("EDGEKIT_TRUSTED_KEYS", None)
 
 
 def edgekit(*args: str, cwd: Path | None = None, env: dict | None = None, python: str | None = None,

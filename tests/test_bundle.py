@@ -10,10 +10,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from edgekit import devices, rundir
+from edgekit import devices, rundir, signing
 from edgekit.bundle import MANIFEST, bundle, load_bundle, manifest_digest
 from edgekit.errors import ConfigError, DataError
 from edgekit.runtime import open_session, read_metadata
+from edgekit.signing import SIGNATURE
 
 from .conftest import ROOT, edgekit
 
@@ -35,7 +36,7 @@ def copy(made, tmp_path):
 def test_contains_the_devices_artifacts_manifest_and_golden_data_only(made, digits_run):
     files = sorted(p.relative_to(made.path).as_posix() for p in made.path.rglob("*") if p.is_file())
     assert files == ["artifacts/model_fp32.onnx", "artifacts/model_int8.onnx", "artifacts/model_int8.tflite",
-                     "golden.npz", MANIFEST]
+                     "golden.npz", MANIFEST, SIGNATURE]
     assert [a.name for a in made.artifacts] == ["onnx_fp32", "onnx_int8", "tflite_int8"]  # not the dense baseline
     assert not list(made.path.parent.glob(".*partial*"))
 
@@ -201,6 +202,7 @@ def test_smoke_fails_when_the_device_disagrees_with_the_host(copy):
                                 "size_bytes": (copy / "golden.npz").stat().st_size}
     m["digest"] = manifest_digest(m)
     (copy / MANIFEST).write_text(json.dumps(m))
+    signing.sign(copy, m["digest"], signing.default_key())  # as its maker would: this test is about the numbers
     rep = smoke(copy, iterations=5)
     assert not rep["passed"]
     assert [p.split(":")[0] for p in rep["problems"]] == ["onnx_int8 on onnxruntime"]

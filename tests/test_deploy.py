@@ -67,6 +67,7 @@ PubkeyAuthentication yes
 StrictModes no
 UsePAM no
 Subsystem sftp internal-sftp
+SetEnv EDGEKIT_HOME={d / 'device-home'}
 """)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege-separation folder sshd insists on
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stdout=subprocess.DEVNULL,
@@ -84,7 +85,7 @@ Subsystem sftp internal-sftp
     user = os.environ.get("USER") or "root"
     options = ("-F", "none", "-i", str(d / "user_key"), "-o", "IdentitiesOnly=yes",
                "-o", f"UserKnownHostsFile={d / 'known_hosts'}", "-o", "GlobalKnownHostsFile=/dev/null")
-    yield {"host": f"{user}@127.0.0.1:{port}", "options": options, "dir": d, "port": port}
+    yield {"host": f"{user}@127.0.0.1:{port}", "options": options, "dir": d, "port": port, "home": d / "device-home"}
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -115,7 +116,7 @@ def deployed(bundles, sshd, wheelhouse, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_deploy_over_ssh_installs_into_a_fresh_environment_and_the_smoke_test_passes(deployed, bundles):
+def test_deploy_over_ssh_installs_into_a_fresh_environment_and_the_smoke_test_passes(deployed, bundles, sshd):
     res, remote, seconds = deployed
     assert res.passed, json.dumps(res.report.get("smoke", {}).get("problems"))
     rep = res.report
@@ -128,6 +129,9 @@ def test_deploy_over_ssh_installs_into_a_fresh_environment_and_the_smoke_test_pa
     assert str(remote) in found.stdout and found.stdout.split()[-1] == "True"  # its own copy, without torch
     smoke = rep["smoke"]
     assert smoke["checksums"].startswith("ok") and smoke["environment"]["python"]
+    # the device checked the signature against the public key deploy installed in its own trusted-keys folder
+    assert smoke["signature"]["status"] == "verified" == rep["signature"]["status"]
+    assert list((sshd["home"] / "trusted-keys").glob(f"*{smoke['signature']['key_id']}.pub"))
     assert {(r["artifact"], r["runtime"]) for r in smoke["results"]} == {
         ("onnx_fp32", "onnxruntime"), ("onnx_int8", "onnxruntime"), ("tflite_int8", "litert")}
     for r in smoke["results"]:
@@ -211,9 +215,10 @@ def test_ssh_commands_are_argument_lists_with_quoted_remote_paths(bundles):
                                         "venv \"$HOME\"/'my dir; rm -rf /venv'; fi")
     assert by["smoke test"].endswith("--json --threads 1 --iterations 50 --runtime onnxruntime,litert")
     assert "'onnxruntime>=1.18' 'ai-edge-litert>=1.2'" in by["install"]
-    assert [s.name for s in steps] == ["check the device", "copy bundle", "copy wheels", "create environment",
-                                       "install", "smoke test"]
-    assert {a for _, a in steps[1].upload} == {"manifest.json", *b.manifest["files"]}
+    assert [s.name for s in steps] == ["check the device", "copy bundle", "copy wheels",
+                                       f"trust key {b.signature['key_id']}", "create environment", "install",
+                                       "smoke test"]
+    assert {a for _, a in steps[1].upload} == {"manifest.json", "signature.json", *b.manifest["files"]}
 
 
 def test_host_strings_cannot_smuggle_options():
@@ -294,7 +299,7 @@ def test_android_commands_push_verify_benchmark_pull(bundles, tmp_path):
     assert argv["copy bundle: push"] == [*base, "push", str(b.path), f"{bd}.partial"]
     assert argv["copy benchmark binary"] == [*base, "push", "bm", "/data/local/tmp/edgekit/benchmark_model"]
     assert argv["verify checksums on the device"] == [*base, "shell", f"cd {bd} && sha256sum manifest.json "
-                                                      "artifacts/model_int8.tflite golden.npz"]
+                                                      "signature.json artifacts/model_int8.tflite golden.npz"]
     assert argv["benchmark tflite_int8"] == [*base, "shell", (
         f"/data/local/tmp/edgekit/benchmark_model --graph={bd}/artifacts/model_int8.tflite --num_threads=2 "
         f"--warmup_runs=10 --num_runs=30 --use_xnnpack=true --report_peak_memory_footprint=true "
@@ -319,6 +324,8 @@ def test_benchmark_model_output_and_device_checksums_are_parsed(bundles):
 
     good = "\n".join(f"{v['sha256']}  {k}" for k, v in b.manifest["files"].items())
     good += f"\n{rundir.sha256(b.path / 'manifest.json')}  manifest.json"
+    assert check_sums(b, good) == ["signature.json: missing on the device"]  # the signature is pushed and checked too
+    good += f"\n{rundir.sha256(b.path / 'signature.json')}  signature.json"
     assert check_sums(b, good) == []
     bad = good.replace(b.manifest["files"]["golden.npz"]["sha256"], "0" * 64)
     assert check_sums(b, bad) == ["golden.npz: sha256 on the device differs from the manifest"]

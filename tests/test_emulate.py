@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edgekit import devices, emulate, rundir
+from edgekit import devices, emulate, rundir, signing
 from edgekit.bundle import bundle, manifest_digest
 from edgekit.errors import DataError
 
@@ -83,6 +83,7 @@ def _resign(bundle_dir, mutate) -> None:
         f["size_bytes"] = (bundle_dir / rel).stat().st_size
     manifest["digest"] = manifest_digest(manifest)
     path.write_text(json.dumps(manifest))
+    signing.sign(bundle_dir, manifest["digest"], signing.default_key())  # and signed, as its maker would
 
 
 @pytest.mark.slow

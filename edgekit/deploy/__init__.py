@@ -223,15 +223,36 @@ def requirements(b, dev, *, runtimes: list[str] | None = None, camera: bool = Fa
 
 def _bundle_files(b) -> list[tuple[Path, str]]:
     from edgekit.bundle import MANIFEST
+    from edgekit.signing import SIGNATURE
 
-    return [(b.path / MANIFEST, MANIFEST)] + [(b.path / rel, rel) for rel in b.manifest["files"]]
+    signed = [(b.path / SIGNATURE, SIGNATURE)] if (b.path / SIGNATURE).is_file() else []
+    return [(b.path / MANIFEST, MANIFEST), *signed] + [(b.path / rel, rel) for rel in b.manifest["files"]]
+
+
+# The device's trusted-keys folder, as its shell finds it (edgekit.signing.trusted_dir on the device).
+REMOTE_TRUSTED = '"${EDGEKIT_TRUSTED_KEYS:-${EDGEKIT_HOME:-$HOME/.config/edgekit}/trusted-keys}"'
+
+
+def _trust_step(b, tr: Transport, policy) -> list[Step]:
+    """Install the public key that signed the bundle (trusted here) into the device's trusted-keys folder."""
+    from edgekit import signing
+
+    sig = b.signature or {}
+    if sig.get("status") != "verified":
+        return []  # unsigned (allowed): nothing to trust; the device is told --allow-unsigned
+    key = signing.trusted_keys(policy.trusted if policy else None)[sig["key_id"]]
+    pem = signing.public_pem(key).decode()
+    name = f"{key.name}-{key.key_id}.pub"
+    cmd = (f"mkdir -p {REMOTE_TRUSTED} && printf %s {shlex.quote(pem)} > {REMOTE_TRUSTED}/.{name}.partial && "
+           f"mv {REMOTE_TRUSTED}/.{name}.partial {REMOTE_TRUSTED}/{name}")
+    return [Step(f"trust key {key.key_id}", tuple(tr.shell(cmd)), timeout=60)]
 
 
 def plan(b, dev, tr: Transport, *, wheel: Path | None = None, wheelhouse: Path | None = None,
          remote_dir: str | None = None, python: str | None = None, system_site_packages: bool = False,
          fresh: bool = False, camera: bool = False, runtimes: list[str] | None = None, threads: int = 1,
          iterations: int = 50, tensorrt: bool = True, benchmark_binary: Path | None = None,
-         results_dir: Path | None = None) -> list[Step]:
+         results_dir: Path | None = None, policy=None) -> list[Step]:
     """The deploy's commands, in order, without running any (see the module docstring for what each does).
 
     Args:
@@ -251,6 +272,9 @@ def plan(b, dev, tr: Transport, *, wheel: Path | None = None, wheelhouse: Path |
         tensorrt: on a profile with TensorRT, build and time engines with trtexec.
         benchmark_binary: adb: a local benchmark_model binary to push to the profile's path.
         results_dir: adb: the local folder the results are pulled into.
+        policy: the signature policy (edgekit.signing.Policy): the signer's public key is installed in the
+            device's trusted-keys folder; an unsigned bundle that the policy allows runs there with
+            ``--allow-unsigned``.
 
     Returns:
         The Steps.
@@ -282,13 +306,15 @@ def plan(b, dev, tr: Transport, *, wheel: Path | None = None, wheelhouse: Path |
               f"{remote_path(py)} -m venv {'--system-site-packages ' if system_site_packages else ''}"
               f"{remote_path(venv)}; fi")
     smoke = (f"{remote_path(vpy)} -m edgekit smoke {remote_path(bdir)} --json --threads {int(threads)} "
-             f"--iterations {int(iterations)}" + (f" --runtime {shlex.quote(','.join(chosen))}" if chosen else ""))
+             f"--iterations {int(iterations)}" + (f" --runtime {shlex.quote(','.join(chosen))}" if chosen else "")
+             + (" --allow-unsigned" if (b.signature or {}).get("status") != "verified" else ""))
     steps = [
         Step("check the device", tuple(tr.shell(f"{remote_path(py)} -c {shlex.quote(PROBE)} "
                                                 f"{shlex.quote(json.dumps(probe_packages(dev)))}")),
              capture="probe", timeout=120),
         *tr.upload_dir("copy bundle", files, bdir),
         *tr.upload_dir("copy wheels", wheels, wdir),
+        *_trust_step(b, tr, policy),
         Step("create environment", tuple(tr.shell(create)), timeout=600),
         Step("install", tuple(tr.shell(install)), timeout=3600),
         Step("smoke test", tuple(tr.shell(smoke)), capture="smoke", ok_codes=(0, 1), timeout=1800),
@@ -319,7 +345,7 @@ def deploy(bundle, device=None, *, host: str | None = None, dry_run: bool = Fals
            remote_dir: str | None = None, python: str | None = None, system_site_packages: bool = False,
            fresh: bool = False, camera: bool = False, runtimes: list[str] | None = None, threads: int = 1,
            iterations: int = 50, tensorrt: bool = True, benchmark_binary: str | Path | None = None,
-           log=None) -> DeployResult:
+           log=None, policy=None) -> DeployResult:
     """Copy a bundle to a device, install edgekit and the runtime there, run the smoke test, save the report.
 
     The bundle's checksums are verified here before anything is copied (a tampered bundle is refused
@@ -338,6 +364,8 @@ def deploy(bundle, device=None, *, host: str | None = None, dry_run: bool = Fals
         remote_dir, python, system_site_packages, fresh, camera, runtimes, threads, iterations, tensorrt,
             benchmark_binary: see :func:`plan`.
         log: called with one line per step (default: print to stderr).
+        policy: which signatures to accept here (edgekit.signing.Policy, default: a trusted key's only);
+            the signer's public key is installed on the device, which checks the signature again.
 
     Returns:
         A DeployResult; ``passed`` says whether the smoke test passed.
@@ -356,7 +384,7 @@ def deploy(bundle, device=None, *, host: str | None = None, dry_run: bool = Fals
     from edgekit.bundle import Bundle, load_bundle
 
     # Verified again even when given a Bundle: files may have changed since it was loaded. Nothing has run yet.
-    b = load_bundle(bundle.path if isinstance(bundle, Bundle) else bundle)
+    b = load_bundle(bundle.path if isinstance(bundle, Bundle) else bundle, policy=policy)
     dev = devices.load(device or b.device) if not isinstance(device, devices.Device) else device
     if dev.name != b.device:
         raise ConfigError(f"{b.path} was bundled for '{b.device}', not '{dev.name}': "
@@ -368,7 +396,8 @@ def deploy(bundle, device=None, *, host: str | None = None, dry_run: bool = Fals
         raise ConfigError(f"--wheelhouse {wheelhouse}: not a folder")
     opts = dict(wheelhouse=wheelhouse, remote_dir=remote_dir, python=python, system_site_packages=system_site_packages,
                 fresh=fresh, camera=camera, runtimes=runtimes, threads=threads, iterations=iterations,
-                tensorrt=tensorrt, benchmark_binary=Path(benchmark_binary) if benchmark_binary else None)
+                tensorrt=tensorrt, benchmark_binary=Path(benchmark_binary) if benchmark_binary else None,
+                policy=policy)
     if dry_run:
         return DeployResult(dev.name, tr.describe(), tuple(plan(b, dev, tr, **opts)), True)
 
@@ -405,7 +434,7 @@ def deploy(bundle, device=None, *, host: str | None = None, dry_run: bool = Fals
         "install": {"runtimes": chosen, "requirements": reqs, "wheelhouse": str(wheelhouse) if wheelhouse else None,
                     "system_site_packages": system_site_packages, "fresh": fresh},
         "host": {a.name: {"runtime": a.host_runtime, "expected": a.expected} for a in b.artifacts},
-        "host_machine": b.manifest.get("run", {}).get("host"),
+        "host_machine": b.manifest.get("run", {}).get("host"), "signature": b.signature,
         **body,
         "timings_s": timings, "seconds": round(time.perf_counter() - t_start, 3),
         "commands": [s.render() for s in steps],

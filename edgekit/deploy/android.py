@@ -97,10 +97,14 @@ def check_sums(b, sha_stdout: str) -> list[str]:
             problems.append(f"{rel}: sha256 on the device differs from the manifest")
     from edgekit import rundir
 
-    if MANIFEST not in found:
-        problems.append(f"{MANIFEST}: missing on the device")
-    elif found[MANIFEST] != rundir.sha256(b.path / MANIFEST):
-        problems.append(f"{MANIFEST}: sha256 on the device differs from the one pushed")
+    from edgekit.signing import SIGNATURE
+
+    pushed = [MANIFEST] + ([SIGNATURE] if (b.path / SIGNATURE).is_file() else [])
+    for rel in pushed:  # checked against this host's copies, whose signature the host verified
+        if rel not in found:
+            problems.append(f"{rel}: missing on the device")
+        elif found[rel] != rundir.sha256(b.path / rel):
+            problems.append(f"{rel}: sha256 on the device differs from the one pushed")
     return problems
 
 
@@ -123,5 +127,7 @@ def collect(b, outputs: dict, results_dir: Path) -> dict:
     return {"probe": {"abi": outputs.get("probe", {}).get("stdout", "").strip()},
             "checksums": f"ok on the device ({len(b.manifest['files'])} files)",
             "golden": "not checked: no Python on the device (benchmark_model times the model only)",
+            "signature": {**(b.signature or {}), "checked": "on the host before the push; the device's sha256sum "
+                                                            "shows the same signed files arrived"},
             "benchmark": rows, "passed": passed,
             "problems": [f"{r['artifact']}: {r['error']}" for r in rows if not r["passed"]]}
