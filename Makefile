@@ -7,12 +7,13 @@ RECIPE ?= recipes/fashion_mnist_resnet8.yaml
 # torch is pinned to a range that the local CPU build satisfies (a wider one pulls a multi-GB CUDA build).
 TORCH  := torch>=2.4,<2.14
 
-.PHONY: help setup system venv device-venv caches onnx2tf-env run test test-fast test-slow bench bench-onnx-tflite bench-zoo dist lint clean
+.PHONY: help setup system venv device-venv caches onnx2tf-env run test test-fast test-slow fuzz bench bench-onnx-tflite bench-zoo dist lint clean
 
 help:
 	@echo "make run        set up, then run the default recipe ($(RECIPE)) end to end"
 	@echo "make test       set up, then run every test (including the slow end-to-end ones)"
 	@echo "make test-fast  the tests without the slow marker"
+	@echo "make fuzz       the fuzzed parsers with 2000 fresh random inputs each (make test runs 60, seeded)"
 	@echo "make bench      benchmarks measured side by side in one run, printed as tables"
 	@echo "make bench-zoo  the public compatibility matrix: 61 timm architectures through edgekit compress (hours)"
 	@echo "make dist       the sdist and the wheel in dist/, checked by twine"
@@ -62,6 +63,10 @@ test: setup device-venv caches
 # MLPerf Tiny's person detector through `edgekit compress` on real photos (~6 min): CI runs it once, after `make test`.
 test-third-party: setup caches
 	$(BIN)/python -m pytest -q -m third_party
+
+# The properties of tests/test_fuzz.py with many more inputs and a fresh seed each time (~10 min).
+fuzz: setup
+	EDGEKIT_FUZZ_EXAMPLES=$${EDGEKIT_FUZZ_EXAMPLES:-2000} EDGEKIT_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -13,6 +13,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from edgekit import __version__
 from edgekit.errors import CheckFailed, EdgekitError
 
@@ -26,6 +28,18 @@ def _ints(text: str) -> list[int]:
         return [int(t) for t in _csv(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _shape(text: str) -> list[int]:
+    """--input-shape: 1 to 4 positive sizes (without the batch) of a sample under 2**28 values."""
+    dims = _ints(text)
+    if not 1 <= len(dims) <= 4 or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(f"expected 1 to 4 positive sizes without the batch, e.g. 3,224,224; "
+                                         f"got {text!r}")
+    if int(np.prod(dims, dtype=np.float64)) > 2**28:
+        raise argparse.ArgumentTypeError(f"{text!r} is {np.prod(dims, dtype=np.float64):.3g} values per sample; "
+                                         f"at most 2**28")
+    return dims
 
 
 def cmd_run(args) -> int:
@@ -446,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weights", help="state_dict file for a PyTorch model (read with weights_only=True)")
     sp.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
                     help="keyword argument of the model factory (repeatable; values parsed as YAML)")
-    sp.add_argument("--input-shape", type=_ints, metavar="C,H,W",
+    sp.add_argument("--input-shape", type=_shape, metavar="C,H,W",
                     help="model input without the batch, when the data cannot tell it (images for a PyTorch model)")
     sp.add_argument("--format", type=_csv, default=["onnx", "tflite"], help="onnx,tflite (default: both)")
     sp.add_argument("--precision", type=_csv, default=["fp32", "fp16", "int8"], help="fp32,fp16,int8 (default: all)")

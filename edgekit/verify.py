@@ -199,35 +199,24 @@ def verify_artifacts(paths: list[str], *, reference: str | None = None, data: st
 def _read_inputs(path) -> tuple[np.ndarray, np.ndarray | None]:
     """Model inputs (and labels) from a file: an ``.npz`` with ``x`` (and ``y``), or an ``.npy`` of inputs alone.
 
-    Never unpickles (``allow_pickle=False``): a data file from elsewhere cannot run code.
+    Never unpickles (edgekit.arrays): a data file from elsewhere cannot run code.
 
     Raises:
         DataError: missing, unreadable, or not holding numeric inputs, in one line.
     """
+    from edgekit.arrays import read_arrays
     from edgekit.errors import DataError
 
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        if "allow_pickle" in str(exc):
-            raise DataError(f"{path}: holds Python objects, which edgekit does not unpickle; save plain numeric "
-                            "arrays (np.save / np.savez)") from None
-        raise DataError(f"{path}: not a numpy .npy/.npz file ({' '.join(str(exc).split())[:200]})") from None
+    loaded = read_arrays(path)
     if isinstance(loaded, np.ndarray):
         x, y = loaded, None
     else:
-        with loaded as npz:
-            if "x" not in npz.files:
-                raise DataError(f"{path}: holds {', '.join(npz.files) or 'no arrays'}; verify reads the inputs from "
-                                "an array named x (and labels from y)")
-            try:
-                x, y = npz["x"], (npz["y"] if "y" in npz.files else None)
-            except ValueError as exc:  # an object array: refused rather than unpickled
-                raise DataError(f"{path}: {exc}") from None
+        if "x" not in loaded:
+            raise DataError(f"{path}: holds {', '.join(loaded) or 'no arrays'}; verify reads the inputs from "
+                            "an array named x (and labels from y)")
+        x, y = loaded["x"], loaded.get("y")
     if x.dtype.kind not in "fiub" or x.ndim < 1 or len(x) == 0:
         raise DataError(f"{path}: x must be a non-empty numeric array, got {x.dtype} of shape {x.shape}")
-    if y is not None and (y.dtype.kind not in "iub" or y.shape[:1] != x.shape[:1]):
+    if y is not None and (y.dtype.kind not in "iub" or y.ndim != 1 or y.shape[:1] != x.shape[:1]):
         raise DataError(f"{path}: y must hold one integer label per sample of x ({len(x)}), got {y.dtype} {y.shape}")
     return x.astype(np.float32), (y.astype(np.int64) if y is not None else None)

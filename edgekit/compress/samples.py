@@ -210,19 +210,15 @@ def _limit(s: Samples, limit: int | None, seed: int) -> Samples:
 
 
 def _npy(path: Path) -> Samples:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: unreadable .npy ({first_line(exc)[:160]})") from None
-    return Samples(_inputs(x, path), None, str(path))
+    from edgekit.arrays import read_npy
+
+    return Samples(_inputs(read_npy(path), path), None, str(path))
 
 
 def _npz(path: Path) -> Samples:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: unreadable .npz ({first_line(exc)[:160]})") from None
+    from edgekit.arrays import read_npz
+
+    arrays = read_npz(path)
     key = next((k for k in ("x", "inputs", "input", "data") if k in arrays), None)
     if key is None:
         raise DataError(f"{path}: no input array: expected a key 'x' (inputs) and optionally 'y' (labels); "
@@ -261,6 +257,10 @@ def image_layout(input_shape: list[int]) -> str:
     raise ConfigError(f"cannot tell the channel axis of input shape {input_shape} (expected 1 or 3 channels)")
 
 
+MAX_SIDE = 8192  # pixels per image side a model input may have
+MAX_BYTES = 4 * 2**30  # float32 bytes of all the images of one data set in memory
+
+
 def _images(files: list[Path], input_shape: list[int] | None, pixels: Pixels, metadata: dict) -> tuple[np.ndarray, str]:
     from edgekit import preprocess
     from edgekit.data.image_folder import read_images
@@ -270,6 +270,12 @@ def _images(files: list[Path], input_shape: list[int] | None, pixels: Pixels, me
                           f"e.g. --input-shape 3,32,32")
     layout = image_layout(input_shape)
     c, h, w = input_shape[1:] if layout == "NCHW" else (input_shape[3], *input_shape[1:3])
+    if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
+        raise ConfigError(f"{files[0].parent}: an image input of {h}x{w} pixels: each side must be 1 to {MAX_SIDE}")
+    need = len(files) * c * h * w * 4
+    if need > MAX_BYTES:
+        raise ConfigError(f"{files[0].parent}: {len(files)} images at {c}x{h}x{w} take {need / 2**30:.1f} GiB as "
+                          f"float32; more than {MAX_BYTES / 2**30:.0f} GiB: use fewer (--calib-samples) or smaller ones")
     raw = read_images(files, size=(h, w), channels=c)
     spec = metadata.get("preprocess") if metadata.get("preprocess", {}).get("kind") == "image" else None
     if spec is None:

@@ -96,7 +96,6 @@ def check_sums(b, sha_stdout: str) -> list[str]:
         elif found[rel] != want["sha256"]:
             problems.append(f"{rel}: sha256 on the device differs from the manifest")
     from edgekit import rundir
-
     from edgekit.signing import SIGNATURE
 
     pushed = [MANIFEST] + ([SIGNATURE] if (b.path / SIGNATURE).is_file() else [])
