@@ -181,6 +181,8 @@ def open_run(recipe: Recipe, *, out: str | Path, resume: str | Path | None):
     splits = datasets.load(recipe.data)
     run_dir = resume if resume else rundir.new_run_dir(out, recipe.name)
     log(f"run folder {run_dir}")
+    if resume:
+        rundir.drop_partials(run_dir)  # what a kill left mid-write
     rundir.write_json(run_dir / "recipe.json", recipe.to_dict())
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)

@@ -128,6 +128,20 @@ def resumable(path: str | os.PathLike) -> Path:
     return p
 
 
+def drop_partials(folder: str | os.PathLike) -> int:
+    """Remove what killed writes left in ``folder`` (``.NAME.*.partial`` files and folders); returns how many.
+
+    Every finished file was renamed into place whole, so a ``.partial`` is never anything but a leftover; a
+    resumed run (the only writer of its folder) sweeps them before it writes again.
+    """
+    import shutil
+
+    stale = sorted(Path(folder).rglob(".*.partial"), key=lambda p: len(p.parts), reverse=True)
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return len(stale)
+
+
 def new_run_dir(root: str | os.PathLike, recipe_name: str) -> Path:
     """Create ``root/<recipe>/<YYYYmmdd-HHMMSS>`` (with a suffix if that second is taken)."""
     base = Path(root) / recipe_name

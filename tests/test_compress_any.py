@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, edgekit
+from tests.conftest import edgekit
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -189,32 +185,6 @@ def test_data_missing_an_input_of_a_several_input_model_is_one_line(tmp_path):
 def compress_cmd(model: Path, data: str, out: Path) -> list[str]:
     return [sys.executable, "-m", "edgekit", "compress", str(model), "--calib", data, "--eval", data,
             "--format", "onnx,tflite", "--precision", "fp32,int8", "--out", str(out)]
-
-
-def test_kill_9_in_the_middle_then_the_same_command_resumes_and_completes(digits_run, tmp_path):
-    model = digits_run / "artifacts" / "model_fp32.onnx"
-    out = tmp_path / "out"
-    cmd = compress_cmd(model, "dataset:digits", out)
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    marker = out / ".work" / ".stages" / "target_onnx_int8.json"
-    deadline = time.monotonic() + 600
-    while not marker.is_file() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, "compress ended before it could be killed: " + proc.stderr.read()[-2000:]
-    time.sleep(2)  # into the TFLite conversion, whose child process must die with its parent
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(1)
-    leftovers = subprocess.run(["pgrep", "-f", f"edgekit.isolate.*{out.name}"], capture_output=True, text=True)
-    assert not [p for p in leftovers.stdout.split() if p], "a child process outlived the killed command"
-    assert (out / ".work").is_dir() and not (out / "results.json").exists()
-    again = edgekit(*cmd[3:])
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming" in again.stderr and "target_onnx_int8" in again.stderr
-    res = json.loads((out / "results.json").read_text())
-    assert res["resumed"] and {e["name"] for e in res["artifacts"]} >= {"onnx_int8", "tflite_int8"}
-    assert not (out / ".work").exists() and not list(out.glob(".*.partial"))
 
 
 def test_a_finished_output_folder_is_replaced_by_the_same_command_and_refused_to_another(digits_run, tmp_path):

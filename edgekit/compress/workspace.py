@@ -76,7 +76,7 @@ def open_workspace(out: str | Path, fingerprint: dict) -> Workspace:
             raise ConfigError(f"{out}: holds the output of another edgekit compress command ({spec}, other options "
                               f"or data); choose a new --out, or delete the folder to reuse it")
         if work.is_dir() and not previous.get("finished"):
-            _drop_partials(work)
+            _drop_partials(out)
             return Workspace(out, work, resumed=True)
         for child in out.iterdir():  # this same command finished before: its results are replaced
             shutil.rmtree(child) if child.is_dir() else child.unlink()
@@ -89,8 +89,7 @@ def open_workspace(out: str | Path, fingerprint: dict) -> Workspace:
 
 def _drop_partials(work: Path) -> None:
     """Temporary files a killed write left behind (finished files are complete: they were moved into place)."""
-    for stale in work.rglob(".*.partial"):
-        stale.unlink(missing_ok=True)
+    rundir.drop_partials(work)
     for stale in work.rglob(".scratch-*"):
         shutil.rmtree(stale, ignore_errors=True)
 
