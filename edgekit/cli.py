@@ -30,6 +30,26 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _count(least: int):
+    """An argparse type: an integer of at least ``least``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected at least {least}, got {value}")
+        return value
+    return parse
+
+
+def _threads(text: str) -> list[int]:
+    values = _ints(text)
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected thread counts of at least 1, e.g. 1,2; got {text!r}")
+    return values
+
+
 def _shape(text: str) -> list[int]:
     """--input-shape: 1 to 4 positive sizes (without the batch) of a sample under 2**28 values."""
     dims = _ints(text)
@@ -472,9 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--scale", default="1/255", help="images: pixel multiplier before mean/std (default 1/255)")
     sp.add_argument("--mean", type=_floats, default=[0.0], help="images: per-channel mean subtracted (default 0)")
     sp.add_argument("--std", type=_floats, default=[1.0], help="images: per-channel std divided by (default 1)")
-    sp.add_argument("--calib-samples", type=int, default=2048, help="calibration samples read at most (default 2048)")
-    sp.add_argument("--eval-samples", type=int, default=2000, help="evaluation samples read at most (default 2000)")
-    sp.add_argument("--threads", type=_ints, default=[1], help="benchmark thread counts (default 1)")
+    sp.add_argument("--calib-samples", type=_count(1), default=2048, help="calibration samples read at most (default 2048)")
+    sp.add_argument("--eval-samples", type=_count(1), default=2000, help="evaluation samples read at most (default 2000)")
+    sp.add_argument("--threads", type=_threads, default=[1], help="benchmark thread counts (default 1)")
     sp.add_argument("--no-inc", action="store_true", help="skip Intel Neural Compressor's autotune comparison")
     sp.add_argument("--time-limit", type=float, default=540.0, metavar="SECONDS",
                     help="the whole command's time budget (default 540); each stage gets a share, and searches "
@@ -486,9 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("artifacts", nargs="+", help=".onnx or .tflite files")
     sp.add_argument("--runtime", type=_csv, help="comma-separated: onnxruntime, litert, tflite-runtime "
                                                  "(default: every installed one for the format)")
-    sp.add_argument("--threads", type=_ints, default=[1], help="comma-separated thread counts (default: 1)")
-    sp.add_argument("--warmup", type=int, default=20, help="untimed runs first (default: 20)")
-    sp.add_argument("--iterations", type=int, default=200, help="timed runs (default: 200)")
+    sp.add_argument("--threads", type=_threads, default=[1], help="comma-separated thread counts (default: 1)")
+    sp.add_argument("--warmup", type=_count(0), default=20, help="untimed runs first (default: 20)")
+    sp.add_argument("--iterations", type=_count(1), default=200, help="timed runs (default: 200)")
     sp.add_argument("--json", action="store_true", help="one JSON line per measurement")
     sp.set_defaults(func=cmd_bench)
 
@@ -502,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", help=".npz file with x and optionally y")
     sp.add_argument("--budget", type=float, default=0.01,
                     help="allowed accuracy drop against the reference (default: 0.01 = 1 point)")
-    sp.add_argument("--limit", type=int, help="use at most this many samples")
+    sp.add_argument("--limit", type=_count(1), help="use at most this many samples")
     sp.set_defaults(func=cmd_verify)
 
     sp = sub.add_parser("report", help="print the report table of a finished run folder")
@@ -578,8 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--runtime", type=_csv, help="comma-separated runtimes to install and test (default: one per "
                                                  "artifact, the profile's first)")
     sp.add_argument("--remote-dir", help="device folder for bundles, wheels and the environment (default: profile's)")
-    sp.add_argument("--threads", type=int, default=1, help="runtime threads in the smoke benchmark (default: 1)")
-    sp.add_argument("--iterations", type=int, default=50, help="timed runs per artifact on the device (default: 50)")
+    sp.add_argument("--threads", type=_count(1), default=1, help="runtime threads in the smoke benchmark (default: 1)")
+    sp.add_argument("--iterations", type=_count(1), default=50, help="timed runs per artifact on the device (default: 50)")
     sp.add_argument("--benchmark-binary", metavar="FILE", help="adb: TFLite benchmark_model binary to push first")
     sp.add_argument("--no-tensorrt", action="store_true", help="Jetson: skip building TensorRT engines")
     sp.add_argument("--json", action="store_true", help="print the whole report as JSON")
@@ -606,9 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the host outputs in the bundle, p50/p90 latency. Exits 1 when a check fails.")
     sp.add_argument("bundle", help="a bundle folder")
     sp.add_argument("--runtime", type=_csv, help="comma-separated runtimes to test (default: every installed one)")
-    sp.add_argument("--threads", type=int, default=1, help="runtime threads (default: 1)")
-    sp.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
-    sp.add_argument("--iterations", type=int, default=50, help="timed runs (default: 50)")
+    sp.add_argument("--threads", type=_count(1), default=1, help="runtime threads (default: 1)")
+    sp.add_argument("--warmup", type=_count(0), default=10, help="untimed runs first (default: 10)")
+    sp.add_argument("--iterations", type=_count(1), default=50, help="timed runs (default: 50)")
     sp.add_argument("--output", metavar="FILE", help="also write the JSON report to FILE")
     sp.add_argument("--json", action="store_true", help="print the report as one JSON line")
     trust_args(sp)
@@ -633,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--output", metavar="FILE.mp4", help="write the annotated frames to a video file (.mp4 or .avi)")
     dp.add_argument("--artifact", help="artifact name in the bundle (default: the fastest runnable one)")
     dp.add_argument("--runtime", help="runtime name (default: the first installed one for the artifact)")
-    dp.add_argument("--threads", type=int, default=1, help="runtime and OpenCV threads (default: 1)")
+    dp.add_argument("--threads", type=_count(1), default=1, help="runtime and OpenCV threads (default: 1)")
     dp.add_argument("--loop", action="store_true", help="restart a video file at its end")
     dp.add_argument("--max-fps", type=float, help="pace the loop to at most this many frames per second")
     trust_args(dp)
@@ -652,9 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--threshold", type=float, default=0.7,
                     help="smoothed keyword posterior that counts as a detection (default: 0.7; lower finds more "
                          "keywords and more false ones)")
-    dp.add_argument("--smooth", type=int, default=4,
+    dp.add_argument("--smooth", type=_count(1), default=4,
                     help="posteriors of this many consecutive windows are averaged per decision (default: 4)")
-    dp.add_argument("--threads", type=int, default=1, help="runtime threads (default: 1)")
+    dp.add_argument("--threads", type=_count(1), default=1, help="runtime threads (default: 1)")
     dp.add_argument("--artifact", help="artifact name in the bundle (default: the fastest runnable one)")
     dp.add_argument("--runtime", help="runtime name (default: the first installed one for the artifact)")
     dp.add_argument("--device", help="sounddevice input device (name or index; default: the system default)")
@@ -689,10 +709,10 @@ EXTRA_OF = {"torch": "train", "torch_pruning": "train", "onnx": "train", "onnxsc
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is two lines (the problem, where to read more), not the whole usage text."""
+    """argparse, but a usage error is one line (the problem, where to read more), not the whole usage text."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\nsee: {self.prog} --help\n")
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _subject(args) -> str:

@@ -195,7 +195,7 @@ def load(name_or_path: str | Path) -> Device:
 def from_raw(raw: object, file: str, *, stem: str | None = None) -> Device:
     """Validate a parsed profile; ``stem`` (the file name) must equal its ``name`` when given."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise ConfigError(f"{file}: is empty" if raw is None else f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
     if "schema" not in raw:
         raise ConfigError(f"{file}: missing 'schema' (this edgekit reads device schema {SCHEMA_VERSION})")
     if raw["schema"] != SCHEMA_VERSION:

@@ -216,7 +216,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recip
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise ConfigError(f"{path}: is empty" if raw is None else f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     for item in overrides:
         _apply_override(raw, item, path)
     if "schema" not in raw:

@@ -31,6 +31,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         ...     onnx.save(model, tmp)
     """
     path = Path(path)
+    if path.is_dir():
+        from edgekit.errors import ConfigError
+
+        raise ConfigError(f"{path}: is a folder; give a file name to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)

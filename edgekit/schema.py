@@ -94,7 +94,7 @@ def validate(cls: type, raw: Any, file: str) -> Any:
     from pydantic import ValidationError
 
     if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise ConfigError(f"{file}: is empty" if raw is None else f"{file}: expected a mapping at the top level, got {type(raw).__name__}")
     try:
         model = model_for(cls).model_validate(raw)
     except ValidationError as exc:

@@ -167,8 +167,7 @@ def load_private(path: str | Path):
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError) as exc:
-        raise DataError(f"{path}: not an unencrypted PEM private key ({str(exc).splitlines()[0] if str(exc) else exc})"
-                        ) from None
+        raise DataError(f"{path}: not an unencrypted PEM private key ({_reason(exc)})") from None
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise DataError(f"{path}: a {type(key).__name__.lstrip('_')}, not an Ed25519 key (make one: edgekit keys new)")
     return key
@@ -185,10 +184,16 @@ def load_public(path: str | Path) -> PublicKey:
         else:
             key = serialization.load_pem_public_key(data)
     except ValueError as exc:
-        raise DataError(f"{path}: not a PEM public key ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+        raise DataError(f"{path}: not a PEM public key ({_reason(exc)})") from None
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise DataError(f"{path}: not an Ed25519 public key")
     return PublicKey(_raw(key), path.stem, path)
+
+
+def _reason(exc: BaseException) -> str:
+    """cryptography's message up to its first sentence (the rest is a URL and OpenSSL's error stack)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.split(". ")[0].rstrip(".")
 
 
 def public_pem(key: PublicKey) -> bytes:

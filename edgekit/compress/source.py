@@ -204,7 +204,15 @@ def load_torch(spec: str, *, weights: str | Path | None, args: dict | None = Non
     torch = require("torch", extra="train", why="compressing a PyTorch model")
     if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
         file, _, factory = spec.rpartition(":")
-        model = _factory(Path(file), factory)(**(args or {}))
+        fn = _factory(Path(file), factory)
+        try:
+            model = fn(**(args or {}))
+        except Exception as exc:  # noqa: BLE001 - the user's own code: its failure is theirs to read, in one line
+            from edgekit.errors import describe
+
+            raise ConfigError(f"{spec}: the factory raised {describe(exc)}"
+                              + (f" (with --arg {', '.join(f'{k}={v!r}' for k, v in args.items())})" if args else "")
+                              ) from None
     else:
         model = build(spec, args)
     if not isinstance(model, torch.nn.Module):
