@@ -89,12 +89,12 @@ def test_stream_scoring_counts_a_keyword_heard_as_another_as_a_miss_and_a_false_
     assert in_order(expected, []) == 0
 
 
-def test_demo_mic_refuses_bad_audio_with_one_line_and_exit_2(tmp_path):
+def test_demo_mic_refuses_bad_audio_with_one_line_and_exit_2(tmp_path, kws_bundle):
     from edgekit.audio import write_wav
 
     empty = write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32))
     for wav, message in ((tmp_path / "missing.wav", "no such WAV file"), (empty, "no audio samples")):
-        proc = edgekit("demo", "mic", str(tmp_path), "--wav", str(wav))
+        proc = edgekit("demo", "mic", str(kws_bundle), "--wav", str(wav))
         assert proc.returncode == 2 and message in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     (tmp_path / "bundle").mkdir()
