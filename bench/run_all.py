@@ -42,8 +42,8 @@ def table(title: str, head: list[str], rows: list[list[str]]) -> None:
 
 def main() -> int:
     from edgekit.bench import compare
-    from edgekit.pipeline import SLOWER_THAN_FP32, cpu_int8_note
     from edgekit.runtime import runtimes_for
+    from edgekit.stages import SLOWER_THAN_FP32, cpu_int8_note
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--run", help="run folder (default: newest run of the recipe)")

@@ -3,7 +3,7 @@ flags the rest.
 
 A recipe with ``task: anomaly`` runs these stages instead of the classification ones:
 
-1. train: the shared train stage (pipeline.train_stage, so torchrun, resume and metrics.csv work
+1. train: the shared train stage (stages.train_stage, so torchrun, resume and metrics.csv work
    alike) on the log-mel windows of normal clips, mean squared reconstruction error as the loss,
    the validation AUC picking the epoch;
 2. export: every ``export.targets`` entry, calibrated on training windows, with the scoring rule
@@ -87,6 +87,11 @@ def fit_options() -> dict:
     return {"loss_fn": _reconstruction_loss, "evaluate": _validation_auc, "metric": "auc"}
 
 
+def training(train_xy: tuple[np.ndarray, np.ndarray]) -> tuple[tuple[np.ndarray, np.ndarray], dict]:
+    """How the shared train stage trains this task (edgekit.stages.TRAINING): on windows, by reconstruction."""
+    return training_windows(train_xy), fit_options()
+
+
 def run(recipe, *, out: str | Path = "runs", resume: str | Path | None = None) -> Path:
     """Train, export, verify, bench and report an anomaly-detection recipe; return the run folder.
 
@@ -111,7 +116,7 @@ def run(recipe, *, out: str | Path = "runs", resume: str | Path | None = None) -
     from edgekit import report
     from edgekit.compress.prune import count
     from edgekit.models import load_checkpoint
-    from edgekit.pipeline import bench_all, cpu_int8_note, log, open_run, train_stage
+    from edgekit.stages import bench_all, cpu_int8_note, log, open_run, train_stage
     from edgekit.train.loop import predict
 
     splits, run_dir = open_run(recipe, out=out, resume=resume)
@@ -164,7 +169,7 @@ def run(recipe, *, out: str | Path = "runs", resume: str | Path | None = None) -
 def _export(recipe, run_dir: Path, model, splits, calib: np.ndarray, threshold: float) -> list:
     from edgekit.artifact import Artifact, model_metadata
     from edgekit.export import EXPORTERS, SUFFIX
-    from edgekit.pipeline import log
+    from edgekit.stages import log
 
     source = f"{recipe.name}@{recipe.digest()}"
     artifacts = []
@@ -188,8 +193,8 @@ def _export(recipe, run_dir: Path, model, splits, calib: np.ndarray, threshold: 
 
 def _verify(recipe, art, x_test: np.ndarray, y_test: np.ndarray, reference: np.ndarray, ref_decisions: np.ndarray,
             ref_auc: float, threshold: float) -> dict:
-    from edgekit.pipeline import log
     from edgekit.runtime import open_session, runtimes_for
+    from edgekit.stages import log
 
     runtimes = runtimes_for(art.path)
     if not runtimes:

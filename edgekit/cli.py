@@ -135,7 +135,11 @@ def cmd_report(args) -> int:
     from edgekit.deploy.report import section
 
     res = report.load(args.run)
-    print(report.markdown(res) if args.markdown else report.table(res))
+    if res.get("command") == "compress":
+        from edgekit.compress.report import markdown
+    else:
+        markdown = report.markdown
+    print(markdown(res) if args.markdown else report.table(res))
     on_device = section(args.run)  # deploy reports saved in the run folder, beside the host's numbers
     if on_device:
         print("\n" + on_device)
@@ -159,7 +163,7 @@ def cmd_recipes(args) -> int:
 
 def cmd_schema(args) -> int:
     from edgekit import rundir
-    from edgekit.schema import json_schema
+    from edgekit.recipe import json_schema
 
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.out:

@@ -312,7 +312,7 @@ def check(device: Device | str, *, host: str | None = None, ssh_options: tuple[s
         DataError: the device cannot be reached or the probe fails (the message has ssh's own words).
         ConfigError: the profile has no Python to probe with (Android over adb).
     """
-    from edgekit.deploy import transport_for
+    from edgekit.deploy.transports import transport_for
 
     dev = load(device) if isinstance(device, str) else device
     tr = transport_for(dev, host=host, ssh_options=ssh_options)
@@ -330,7 +330,7 @@ def check(device: Device | str, *, host: str | None = None, ssh_options: tuple[s
 
 
 def _probe(tr, python: str, pkgs: list[str], timeout: float, *, required: bool) -> dict | None:
-    from edgekit.deploy import remote_path
+    from edgekit.deploy.transports import remote_path
 
     cmd = f"{remote_path(python)} -c {shlex.quote(PROBE)} {shlex.quote(json.dumps(pkgs))}"
     if not required:  # the environment may not exist yet: ask quietly

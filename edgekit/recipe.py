@@ -194,6 +194,13 @@ def _schema_validator():
     return validate
 
 
+def json_schema() -> dict:
+    """The recipe format as a JSON Schema (``edgekit schema recipe``); needs pydantic, the host's."""
+    from edgekit.schema import json_schema as of
+
+    return of(Recipe, f"edgekit recipe (schema {SCHEMA_VERSION})")
+
+
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read, override and validate a recipe.
 

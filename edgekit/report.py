@@ -23,11 +23,15 @@ def results(recipe, run_dir: Path, entries: list[dict], models: dict, stages: di
     }
 
 
-def write(run_dir: Path, res: dict) -> None:
-    """Write results.json, report.md and pareto.png atomically into ``run_dir``."""
+def write(run_dir: Path, res: dict, render=None) -> None:
+    """Write results.json, report.md and pareto.png atomically into ``run_dir``.
+
+    ``render(res, plot=bool)`` writes the markdown (default :func:`markdown`, a recipe run's; ``edgekit
+    compress`` passes its own, which builds on the sections here).
+    """
     rundir.write_json(run_dir / "results.json", res)
     plotted = plot(res, run_dir / "pareto.png")
-    rundir.write_text(run_dir / "report.md", markdown(res, plot=plotted))
+    rundir.write_text(run_dir / "report.md", (render or markdown)(res, plot=plotted))
 
 
 def load(run_dir: str | Path) -> dict:
@@ -108,10 +112,7 @@ def summary(res: dict) -> str:
 
 
 def markdown(res: dict, *, plot: bool = False) -> str:
-    if res.get("command") == "compress":
-        from edgekit.compress.report import markdown as compress_markdown
-
-        return compress_markdown(res, plot=plot)
+    """report.md of a recipe run (``edgekit compress`` results render with edgekit.compress.report)."""
     m = res["models"]
     d, c = m["dense"], m["compressed"]
     lines = [

@@ -163,11 +163,9 @@ def _meta_at(cls: type, loc: list[str]) -> dict:
     return dict(f.metadata) if f is not None else {}
 
 
-def json_schema(cls: type | None = None) -> dict:
-    """The recipe format as a JSON Schema (draft 2020-12), for editors that complete and check YAML."""
-    from edgekit.recipe import SCHEMA_VERSION, Recipe
-
-    schema = model_for(cls or Recipe).model_json_schema(by_alias=True)
+def json_schema(cls: type, title: str) -> dict:
+    """``cls`` as a JSON Schema (draft 2020-12), for editors that complete and check YAML (edgekit.recipe uses it)."""
+    schema = model_for(cls).model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = f"edgekit recipe (schema {SCHEMA_VERSION})"
+    schema["title"] = title
     return schema

@@ -25,8 +25,6 @@ ships: it is kept under ``rejected/`` and the command exits 1.
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,18 +34,22 @@ import numpy as np
 from edgekit import isolate, rundir
 from edgekit.artifact import Artifact, model_metadata
 from edgekit.compress import diagnose, samples, search, source
-from edgekit.compress.workspace import Workspace, digest, open_workspace
-from edgekit.errors import CheckFailed, ConfigError, DataError, first_line
+from edgekit.compress.clock import GRACE, RESERVE, TIME_LIMIT, WEIGHTS, Clock  # noqa: F401 - re-exported
+from edgekit.compress.onnx_files import (
+    onnx_fp16,
+    onnx_fp32,
+    opset_at_least,
+    reject,
+    ship,
+    topological_sort,  # noqa: F401 - re-exported
+)
+from edgekit.compress.recommend import recommend, recommendation_lines
+from edgekit.compress.workspace import Workspace, fingerprint, open_workspace
+from edgekit.errors import CheckFailed, ConfigError, DataError
 
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8")
 FEW_CALIB = 32  # fewer calibration samples than this gets a warning
-TIME_LIMIT = 540.0  # seconds for the whole command by default: 9 minutes
-RESERVE = 45.0  # seconds kept back for verification, benchmarks and the report
-# Shares of the time left that each stage may take (of the stages still to come).
-WEIGHTS = {"prune": 3.0, "onnx:fp32": 0.2, "onnx:fp16": 0.2, "onnx:int8": 3.0, "tflite:fp32": 1.0,
-           "tflite:fp16": 1.0, "tflite:int8": 4.0, "inc": 1.0}
-GRACE = 60.0  # seconds a child may run past its share (finishing the candidate it started) before it is killed
 
 
 @dataclass
@@ -81,32 +83,6 @@ def log(msg: str) -> None:
     get("compress").info(msg)
 
 
-class Clock:
-    """The command's time limit, shared out among the stages still to come."""
-
-    def __init__(self, limit: float, stages: list[str]):
-        self.start, self.limit, self.todo = time.monotonic(), float(limit), list(stages)
-        self.spent: dict[str, float] = {}  # seconds each stage took, for the report
-        self._last = self.start
-
-    def lap(self, stage: str) -> None:
-        """Record the time since the previous lap as ``stage``'s."""
-        now = time.monotonic()
-        self.spent[stage] = round(self.spent.get(stage, 0.0) + now - self._last, 1)
-        self._last = now
-
-    def left(self) -> float:
-        return self.limit - (time.monotonic() - self.start)
-
-    def share(self, stage: str) -> float:
-        """Seconds ``stage`` may take: its weight's part of what is left (after the reserve); at least 20 s."""
-        weights = sum(WEIGHTS.get(s, 1.0) for s in self.todo) or 1.0
-        mine = WEIGHTS.get(stage, 1.0)
-        if stage in self.todo:
-            self.todo.remove(stage)
-        return max(20.0, (self.left() - RESERVE) * mine / weights)
-
-
 def compress(opts: Options) -> Path:
     """Run the whole job; returns the output folder. Raises CheckFailed (exit 1) when a gate fails."""
     _check_options(opts)
@@ -130,7 +106,7 @@ def compress(opts: Options) -> Path:
     gate = search.Gate(opts.budget, baseline)
 
     # 2. the output folder: new, or this command's own leftovers to resume from
-    ws = open_workspace(opts.out, _fingerprint(opts))
+    ws = open_workspace(opts.out, fingerprint(opts))
     out, work = ws.out, ws.work
     stages: dict = {}
     if ws.resumed:
@@ -162,7 +138,7 @@ def compress(opts: Options) -> Path:
         log(stages["shapes"])
 
     # 3. pruning and distillation, in a child process
-    model_src, fp32_onnx = src, _opset_at_least(src.onnx_path, 13, work, stages)
+    model_src, fp32_onnx = src, opset_at_least(src.onnx_path, 13, work, stages)
     student_out = None
     if opts.prune:
         pruned = _prune(src, calib, ev, gate, opts, ws, clock, stages, data)
@@ -203,7 +179,7 @@ def compress(opts: Options) -> Path:
     entries = _verify(artifacts, ev, reference, own_reference, gate, pruned=student_out is not None)
     for e in entries:  # an int8 TFLite over budget is not shipped either
         if not e["passed"] and e["precision"] != "fp32":
-            _reject(Path(e["path"]), out)
+            reject(Path(e["path"]), out)
             e["path"] = str(out / "rejected" / Path(e["path"]).name)
     clock.lap("verify")
     _bench(entries, ev.x, opts, clock)
@@ -223,8 +199,9 @@ def compress(opts: Options) -> Path:
     res = _results(opts, src, out, entries, stages, cpu_note, baseline, candidates, winners, inc, warnings,
                    skipped, calib, ev, recommended, time.perf_counter() - t_start, ws)
     from edgekit import report
+    from edgekit.compress import report as compress_report
 
-    report.write(out, res)
+    report.write(out, res, render=compress_report.markdown)
     ws.finish()
     print(report.table(res))
     for e in entries:
@@ -254,44 +231,6 @@ def _check_options(opts: Options) -> None:
         raise ConfigError(f"--prune {opts.prune}: expected the MACs ratio to keep, between 0.05 and 1, e.g. 0.5")
     if not opts.time_limit > 0:
         raise ConfigError(f"--time-limit {opts.time_limit}: expected seconds, e.g. 600")
-
-
-def _fingerprint(opts: Options) -> dict:
-    """What makes two commands the same one: their options and the content of what they read."""
-    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "out"}
-    options["pixels"] = asdict(opts.pixels)
-    model_file = opts.model.rpartition(":")[0] if ".py:" in opts.model else opts.model
-    fingerprint = {"options": options, "model": digest(model_file), "weights": digest(opts.weights),
-                   "calib": digest(opts.calib), "eval": digest(opts.eval)}
-    return json.loads(json.dumps(fingerprint, default=str))  # as it reads back from the marker (tuples -> lists)
-
-
-def _opset_at_least(path: Path, opset: int, work: Path, stages: dict) -> Path:
-    """A copy of the model at ``opset`` or newer: per-channel QDQ (DequantizeLinear's axis) needs opset 13.
-    The fp32 artifact is made from this copy, so its parity with the original is verified like any other."""
-    import onnx
-    from onnx import version_converter
-
-    proto = onnx.load(str(path))
-    current = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
-    if current >= opset:
-        return path
-    out = work / "original_opset.onnx"
-    if out.is_file():
-        stages["opset"] = f"opset {current} -> {opset} (per-channel int8 needs 13)"
-        return out
-    try:
-        converted = version_converter.convert_version(proto, opset)
-        onnx.checker.check_model(converted)
-    except Exception as exc:
-        stages["opset"] = f"kept opset {current}: converting to {opset} failed ({first_line(exc)})"
-        log(stages["opset"])
-        return path
-    with rundir.atomic_path(out) as tmp:
-        onnx.save_model(converted, str(tmp))
-    stages["opset"] = f"opset {current} -> {opset} (per-channel int8 needs 13)"
-    log(stages["opset"])
-    return out
 
 
 def _open_source(opts: Options) -> source.Source:
@@ -477,16 +416,16 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
     tflite_onnx = str(_static_onnx_for_tflite(fp32_onnx, model_src, ws)) if ref is None else None
     try:
         if fmt == "onnx" and precision == "fp32":
-            return {"path": str(_onnx_fp32(fp32_onnx, path, meta).path)}
+            return {"path": str(onnx_fp32(fp32_onnx, path, meta).path)}
         if fmt == "onnx" and precision == "fp16":
-            return {"path": str(_onnx_fp16(fp32_onnx, path, meta).path)}
+            return {"path": str(onnx_fp16(fp32_onnx, path, meta).path)}
         if fmt == "onnx":
             job = isolate.call("edgekit.compress.target_jobs:onnx_int8",
                                {"onnx": str(fp32_onnx), "data": str(data), "work": str(ws.work / "candidates"),
                                 "gate": gate_d, "metadata": meta, "threads": opts.threads[0],
                                 "deadline": time.monotonic() + seconds}, what="ONNX int8 search",
                                timeout=seconds + GRACE, log=logs).result
-            return _ship(job["candidates"], path, ws.out, opts.budget, "onnx")
+            return ship(job["candidates"], path, ws.out, opts.budget, "onnx")
         if precision in ("fp32", "fp16"):
             job = isolate.call("edgekit.compress.target_jobs:tflite_float",
                                {"precision": precision, "ref": ref, "onnx": tflite_onnx, "data": str(data),
@@ -503,7 +442,7 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
                             "mirror_axis": calib.mirror_axis, "threads": opts.threads[0],
                             "deadline": time.monotonic() + seconds}, what="TFLite int8 search",
                            timeout=seconds + GRACE, log=logs).result
-        rec = _ship(job["candidates"], path, ws.out, opts.budget, "tflite")
+        rec = ship(job["candidates"], path, ws.out, opts.budget, "tflite")
         if job.get("note"):
             rec.setdefault("stages", {}).setdefault("tflite_int8_search", {})["note"] = job["note"]
         return rec
@@ -521,73 +460,6 @@ def _static_onnx_for_tflite(fp32_onnx: Path, model_src, ws: Workspace) -> Path:
     if not out.is_file():
         source.fix_onnx_dims(fp32_onnx, out, model_src.input_shape)
     return out
-
-
-def _onnx_fp32(fp32_onnx: Path, path: Path, meta: dict) -> Artifact:
-    import onnx
-
-    from edgekit.export.onnx import save_onnx
-
-    save_onnx(onnx.load(str(fp32_onnx)), path, {**meta, "precision": "fp32"})
-    return Artifact(path, "onnx", "fp32")
-
-
-def _onnx_fp16(fp32_onnx: Path, path: Path, meta: dict) -> Artifact:
-    """float16 weights and compute with float32 inputs and outputs (onnxruntime's own float16 converter)."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    from edgekit.export.onnx import save_onnx
-
-    proto = convert_float_to_float16(onnx.load(str(fp32_onnx)), keep_io_types=True, disable_shape_infer=True)
-    topological_sort(proto.graph)  # the converter appends its input/output Casts at the end of the node list
-    save_onnx(proto, path, {**meta, "precision": "fp16"})
-    return Artifact(path, "onnx", "fp16")
-
-
-def topological_sort(graph) -> None:
-    """Reorder ``graph.node`` so every node comes after the producers of its inputs (ONNX requires it)."""
-    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        progress = [n for n in pending if all(i in ready for i in n.input)]
-        if not progress:
-            raise DataError("the ONNX graph has a cycle or an input no node produces")
-        for n in progress:
-            ready.update(n.output)
-        ids = {id(n) for n in progress}
-        ordered += progress
-        pending = [n for n in pending if id(n) not in ids]
-    copies = [type(n)() for n in ordered]
-    for c, n in zip(copies, ordered, strict=True):
-        c.CopyFrom(n)
-    del graph.node[:]
-    graph.node.extend(copies)
-
-
-def _ship(found: list[dict], path: Path, out: Path, budget: float, fmt: str) -> dict:
-    """Copy the winning int8 candidate to ``path``; with no winner keep the best attempt under rejected/."""
-    cands = [search.Candidate(**c) for c in found]
-    winner = search.choose(cands)
-    key = "int8_search" if fmt == "onnx" else "tflite_int8_search"
-    stage = {key: {"shipped": winner.name if winner else None, "why": search.why(winner, cands, budget)}}
-    log(f"int8 {fmt}: {stage[key]['why']}")
-    record = {"candidates": found, "stages": stage, "winner": winner.name if winner else None}
-    if winner is None:
-        best = max((c for c in cands if c.path and Path(c.path).is_file()), key=search.score, default=None)
-        if best is not None:
-            (out / "rejected").mkdir(exist_ok=True)
-            shutil.copyfile(best.path, out / "rejected" / path.name)
-        return record
-    with rundir.atomic_path(path) as tmp:
-        shutil.copyfile(winner.path, tmp)
-    return {**record, "path": str(path)}
-
-
-def _reject(path: Path, out: Path) -> None:
-    if path.parent == out and path.exists():
-        (out / "rejected").mkdir(exist_ok=True)
-        path.replace(out / "rejected" / path.name)
 
 
 def _verify(artifacts: list[Artifact], ev: samples.Samples, reference: np.ndarray, own_reference: np.ndarray,
@@ -641,9 +513,9 @@ def _verify(artifacts: list[Artifact], ev: samples.Samples, reference: np.ndarra
 
 def _bench(entries: list[dict], x: np.ndarray, opts: Options, clock: Clock) -> None:
     """Latency of every artifact, timed side by side per format and runtime; iterations sized to the time left."""
-    from edgekit.pipeline import bench_all
     from edgekit.recipe import BenchSpec
     from edgekit.runtime import open_session
+    from edgekit.stages import bench_all
 
     live = [e for e in entries if Path(e["path"]).exists()]
     if not live:
@@ -664,36 +536,8 @@ def _bench(entries: list[dict], x: np.ndarray, opts: Options, clock: Clock) -> N
     bench_all(SimpleNamespace(bench=spec), live, x[:1])
 
 
-def recommend(entries: list[dict]) -> dict:
-    """Per runtime, the artifact to use: the fastest within the budget (1 thread, p50), the smaller one when two
-    are within 3 % of each other. Never slower than that runtime's fp32 artifact, which is always a candidate."""
-    out = {}
-    runtimes = sorted({rt for e in entries for rt in e.get("latency", {})})
-    for rt in runtimes:
-        ok = [e for e in entries if e["passed"] and rt in e.get("latency", {}) and Path(e["path"]).exists()]
-        timed = [(min(v["p50_ms"] for v in e["latency"][rt].values()), e) for e in ok]
-        if not timed:
-            continue
-        fastest = min(t for t, _ in timed)
-        close = [(t, e) for t, e in timed if t <= fastest * 1.03]
-        t, best = min(close, key=lambda te: (te[1]["size_bytes"], te[0]))
-        fp32 = next(((tt, e) for tt, e in timed if e["precision"] == "fp32" and e["format"] == best["format"]), None)
-        speed = fp32[0] / t if fp32 else None
-        if best["precision"] == "fp32":
-            why = "no smaller precision is faster here" + (
-                "" if len(timed) > 1 else " (it is the only artifact within budget on this runtime)")
-        else:
-            why = f"{speed:.2f}x the speed of fp32" if speed else "fastest within budget"
-        out[rt] = {"artifact": best["name"], "p50_ms": t, "speedup_vs_fp32": speed, "why": why}
-    return out
-
-
-def recommendation_lines(recommended: dict) -> list[str]:
-    return [f"recommended on {rt}: {r['artifact']} ({r['p50_ms']:.3f} ms, {r['why']})" for rt, r in recommended.items()]
-
-
 def _cpu_note() -> str:
-    from edgekit.pipeline import cpu_int8_note
+    from edgekit.stages import cpu_int8_note
 
     return cpu_int8_note()
 

@@ -40,8 +40,10 @@ def run_all(session, feeds: samples.Feeds) -> list[np.ndarray]:
 
 def compress_several(opts, src, *, log) -> Path:
     """The whole job for a model with several inputs or outputs (see the module docstring)."""
-    from edgekit.compress.job import Clock, _fingerprint, _opset_at_least, recommend, recommendation_lines
-    from edgekit.compress.workspace import open_workspace
+    from edgekit.compress.clock import Clock
+    from edgekit.compress.onnx_files import opset_at_least
+    from edgekit.compress.recommend import recommend, recommendation_lines
+    from edgekit.compress.workspace import fingerprint, open_workspace
 
     t_start = time.perf_counter()
     if src.kind != "onnx":
@@ -64,7 +66,7 @@ def compress_several(opts, src, *, log) -> Path:
         baseline = outputs.compare(reference, reference, ev.y, names=src.outputs).accuracy
     gate = search.Gate(opts.budget, baseline)
 
-    ws = open_workspace(opts.out, _fingerprint(opts))
+    ws = open_workspace(opts.out, fingerprint(opts))
     out, work = ws.out, ws.work
     log(f"{src.spec}: {len(src.inputs)} inputs ({', '.join(n for n, _, _ in src.inputs)}), {len(src.outputs)} outputs "
         f"({', '.join(src.outputs)}); {len(calib)} calibration and {len(ev)} evaluation samples; the main output "
@@ -81,7 +83,7 @@ def compress_several(opts, src, *, log) -> Path:
         with rundir.atomic_path(data) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
     stages: dict = {}
-    fp32_onnx = _opset_at_least(src.onnx_path, 13, work, stages)
+    fp32_onnx = opset_at_least(src.onnx_path, 13, work, stages)
     meta = model_metadata(labels=[str(i) for i in range(reference[0].reshape(len(reference[0]), -1).shape[1])],
                           input_shape=list(src.inputs[0][1]), preprocess={"kind": "tensor", "note": calib.note},
                           precision="fp32", source=src.spec, input_name=src.inputs[0][0])
@@ -117,6 +119,7 @@ def compress_several(opts, src, *, log) -> Path:
     bench(entries, ev.sample(0), opts.threads)
     recommended = recommend(entries)
     from edgekit import __version__, info, report
+    from edgekit.compress import report as compress_report
 
     passed = all(e["passed"] for e in entries) and not any(
         stages.get(k, {}).get("shipped", "") is None for k in ("int8_search", "tflite_int8_search"))
@@ -135,7 +138,7 @@ def compress_several(opts, src, *, log) -> Path:
         "seconds": time.perf_counter() - t_start, "environment": {"machine": info.machine(),
                                                                  "versions": info.versions()},
     }
-    report.write(out, res)
+    report.write(out, res, render=compress_report.markdown)
     ws.finish()
     print(report.table(res))
     for line in recommendation_lines(recommended):
@@ -150,26 +153,27 @@ def compress_several(opts, src, *, log) -> Path:
 
 
 def _make(fmt, precision, path, fp32_onnx, meta, gate_d, opts, ws, data, seconds, stages) -> dict:
-    from edgekit.compress.job import GRACE, _onnx_fp16, _onnx_fp32, _ship
+    from edgekit.compress.clock import GRACE
+    from edgekit.compress.onnx_files import onnx_fp16, onnx_fp32, ship
 
     logs = ws.work / "logs" / f"{fmt}_{precision}.log"
     try:
         if fmt == "onnx" and precision == "fp32":
-            return {"path": str(_onnx_fp32(fp32_onnx, path, meta).path)}
+            return {"path": str(onnx_fp32(fp32_onnx, path, meta).path)}
         if fmt == "onnx" and precision == "fp16":
-            return {"path": str(_onnx_fp16(fp32_onnx, path, meta).path)}
+            return {"path": str(onnx_fp16(fp32_onnx, path, meta).path)}
         if fmt == "onnx":
             job = isolate.call("edgekit.compress.several_io:onnx_int8_job",
                                {"onnx": str(fp32_onnx), "data": str(data), "work": str(ws.work / "candidates"),
                                 "gate": gate_d, "metadata": meta, "deadline": time.monotonic() + seconds},
                                what="ONNX int8 search", timeout=seconds + GRACE, log=logs).result
-            return _ship(job["candidates"], path, ws.out, opts.budget, "onnx")
+            return ship(job["candidates"], path, ws.out, opts.budget, "onnx")
         job = isolate.call("edgekit.compress.several_io:tflite_job",
                            {"onnx": str(fp32_onnx), "data": str(data), "out": str(path), "precision": precision,
                             "metadata": meta, "gate": gate_d, "work": str(ws.work / "tflite_candidates")},
                            what=f"TFLite {precision} conversion", timeout=seconds + GRACE, log=logs).result
         if precision == "int8":
-            return _ship(job["candidates"], path, ws.out, opts.budget, "tflite")
+            return ship(job["candidates"], path, ws.out, opts.budget, "tflite")
         return {"path": job["path"]}
     except isolate.JobFailed as exc:
         return {"skipped": f"{exc.what} {exc.kind}: {exc.detail}"}

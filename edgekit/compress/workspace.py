@@ -19,7 +19,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgekit import rundir
@@ -109,3 +109,13 @@ def digest(path: str | Path | None) -> str | None:
                 h.update(f"{f.relative_to(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return h.hexdigest()
     return str(path)  # a registry name or dataset:NAME
+
+
+def fingerprint(opts) -> dict:
+    """What makes two commands the same one: their options and the content of what they read."""
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "out"}
+    options["pixels"] = asdict(opts.pixels)
+    model_file = opts.model.rpartition(":")[0] if ".py:" in opts.model else opts.model
+    fingerprint = {"options": options, "model": digest(model_file), "weights": digest(opts.weights),
+                   "calib": digest(opts.calib), "eval": digest(opts.eval)}
+    return json.loads(json.dumps(fingerprint, default=str))  # as it reads back from the marker (tuples -> lists)

@@ -34,8 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit import __version__, rundir
-from edgekit.deploy.transports import (
+from edgekit.deploy.transports import (  # noqa: F401 - DeployError, TRANSPORTS, transport_for re-exported
+    TRANSPORTS,
     AdbTransport,
+    DeployError,
     LocalTransport,
     SshTransport,
     Step,
@@ -43,22 +45,12 @@ from edgekit.deploy.transports import (
     flag_path,
     parse_host,
     remote_path,
+    transport_for,
 )
-from edgekit.errors import CheckFailed, ConfigError, EdgekitError, close_matches
-from edgekit.registry import Registry
+from edgekit.errors import CheckFailed, ConfigError, close_matches
 
 REPORT_SCHEMA = 1
 CAMERA_REQUIREMENT = "opencv-python-headless>=4.8"  # the camera demo's capture and drawing
-
-TRANSPORTS = Registry("transport")
-TRANSPORTS.register("ssh", "edgekit.deploy.transports:SshTransport")
-TRANSPORTS.register("adb", "edgekit.deploy.transports:AdbTransport")
-TRANSPORTS.register("local", "edgekit.deploy.transports:LocalTransport")
-
-
-class DeployError(EdgekitError):
-    """A device could not be reached, or a command on it failed; the message has the command's own words."""
-
 
 @dataclass(frozen=True)
 class DeployResult:
@@ -74,32 +66,6 @@ class DeployResult:
     @property
     def passed(self) -> bool:
         return bool(self.report and self.report.get("passed"))
-
-
-def transport_for(dev, *, host: str | None = None, ssh_options: tuple[str, ...] | list[str] = ()) -> Transport:
-    """The transport that reaches ``dev``: its profile's, or ssh to ``host`` (``user@host[:port]``).
-
-    For an adb profile ``host`` is the device serial. A local profile given a host is reached over ssh.
-
-    Raises:
-        ConfigError: an ssh profile without a host and no ``host``; a malformed host; ssh options for adb.
-    """
-    t = dev.transport
-    kind = "ssh" if host and t.kind == "local" else t.kind
-    cls = TRANSPORTS.get(kind, where=f"{dev.name}: transport.kind")
-    if cls is AdbTransport:
-        if ssh_options:
-            raise ConfigError(f"{dev.name} is reached over adb: ssh options do not apply")
-        return cls(serial=host or t.serial)
-    if cls is LocalTransport:
-        return cls()
-    if host:
-        user, name, port = parse_host(host)
-    elif t.host:
-        user, name, port = t.user, t.host, t.port
-    else:
-        raise ConfigError(f"{dev.name}: the profile names no host (transport.host): pass --host user@host[:port]")
-    return cls(host=name, user=user or t.user, port=port or t.port, options=tuple(ssh_options))
 
 
 def wheel_name() -> str:

@@ -109,7 +109,7 @@ def check_sums(b, sha_stdout: str) -> list[str]:
 
 def collect(b, outputs: dict, results_dir: Path) -> dict:
     """The report body of an adb deploy from the captured outputs and the pulled result files."""
-    from edgekit.deploy import DeployError
+    from edgekit.deploy.transports import DeployError
 
     problems = check_sums(b, outputs.get("sha256", {}).get("stdout", ""))
     if problems:

@@ -13,7 +13,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgekit.errors import ConfigError
+from edgekit.errors import ConfigError, EdgekitError
+from edgekit.registry import Registry
 
 # ssh options edgekit always sets. They come before the user's own options because ssh keeps the first value
 # it reads for an option: host-key checking stays on whatever else is passed.
@@ -196,5 +197,43 @@ def parse_host(text: str) -> tuple[str | None, str, int | None]:
     return user, host, int(port) if port else None
 
 
-__all__ = ["AdbTransport", "LocalTransport", "SshTransport", "Step", "Transport", "flag_path", "parse_host",
-           "remote_path"]
+class DeployError(EdgekitError):
+    """A device could not be reached, or a command on it failed; the message has the command's own words."""
+
+
+
+TRANSPORTS = Registry("transport")
+TRANSPORTS.register("ssh", SshTransport)
+TRANSPORTS.register("adb", AdbTransport)
+TRANSPORTS.register("local", LocalTransport)
+
+
+
+def transport_for(dev, *, host: str | None = None, ssh_options: tuple[str, ...] | list[str] = ()) -> Transport:
+    """The transport that reaches ``dev``: its profile's, or ssh to ``host`` (``user@host[:port]``).
+
+    For an adb profile ``host`` is the device serial. A local profile given a host is reached over ssh.
+
+    Raises:
+        ConfigError: an ssh profile without a host and no ``host``; a malformed host; ssh options for adb.
+    """
+    t = dev.transport
+    kind = "ssh" if host and t.kind == "local" else t.kind
+    cls = TRANSPORTS.get(kind, where=f"{dev.name}: transport.kind")
+    if cls is AdbTransport:
+        if ssh_options:
+            raise ConfigError(f"{dev.name} is reached over adb: ssh options do not apply")
+        return cls(serial=host or t.serial)
+    if cls is LocalTransport:
+        return cls()
+    if host:
+        user, name, port = parse_host(host)
+    elif t.host:
+        user, name, port = t.user, t.host, t.port
+    else:
+        raise ConfigError(f"{dev.name}: the profile names no host (transport.host): pass --host user@host[:port]")
+    return cls(host=name, user=user or t.user, port=port or t.port, options=tuple(ssh_options))
+
+
+__all__ = ["TRANSPORTS", "AdbTransport", "DeployError", "LocalTransport", "SshTransport", "Step", "Transport",
+           "flag_path", "parse_host", "remote_path", "transport_for"]

@@ -1,0 +1,43 @@
+"""The time budget of one ``edgekit compress`` command, shared out among its stages.
+
+Every stage that can run long (pruning, the int8 searches, the converters) asks :meth:`Clock.share` for
+its seconds and runs in a child process killed :data:`GRACE` seconds after them, so the command ends
+within its ``--time-limit`` whatever the model.
+"""
+
+from __future__ import annotations
+
+import time
+
+TIME_LIMIT = 540.0  # seconds for the whole command by default: 9 minutes
+RESERVE = 45.0  # seconds kept back for verification, benchmarks and the report
+# Shares of the time left that each stage may take (of the stages still to come).
+WEIGHTS = {"prune": 3.0, "onnx:fp32": 0.2, "onnx:fp16": 0.2, "onnx:int8": 3.0, "tflite:fp32": 1.0,
+           "tflite:fp16": 1.0, "tflite:int8": 4.0, "inc": 1.0}
+GRACE = 60.0  # seconds a child may run past its share (finishing the candidate it started) before it is killed
+
+
+class Clock:
+    """The command's time limit, shared out among the stages still to come."""
+
+    def __init__(self, limit: float, stages: list[str]):
+        self.start, self.limit, self.todo = time.monotonic(), float(limit), list(stages)
+        self.spent: dict[str, float] = {}  # seconds each stage took, for the report
+        self._last = self.start
+
+    def lap(self, stage: str) -> None:
+        """Record the time since the previous lap as ``stage``'s."""
+        now = time.monotonic()
+        self.spent[stage] = round(self.spent.get(stage, 0.0) + now - self._last, 1)
+        self._last = now
+
+    def left(self) -> float:
+        return self.limit - (time.monotonic() - self.start)
+
+    def share(self, stage: str) -> float:
+        """Seconds ``stage`` may take: its weight's part of what is left (after the reserve); at least 20 s."""
+        weights = sum(WEIGHTS.get(s, 1.0) for s in self.todo) or 1.0
+        mine = WEIGHTS.get(stage, 1.0)
+        if stage in self.todo:
+            self.todo.remove(stage)
+        return max(20.0, (self.left() - RESERVE) * mine / weights)
