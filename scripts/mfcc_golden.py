@@ -62,7 +62,7 @@ def clips() -> np.ndarray:
 
 
 def main() -> int:
-    from edgekit.export.onnx_tflite import onnx2tf_venv
+    from edgekit.export.route_onnx2tf import onnx2tf_venv
 
     pcm = clips()
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekit.export.onnx_tflite import ONNX2TF_REQUIREMENTS, onnx2tf_env_ready, onnx2tf_venv  # noqa: E402
+from edgekit.export.route_onnx2tf import ONNX2TF_REQUIREMENTS, onnx2tf_env_ready, onnx2tf_venv  # noqa: E402
 
 
 def disk_usage(path: Path) -> int:

@@ -238,7 +238,7 @@ def test_fp16_weights_keep_parity(digits, tmp_path):
 
 
 def _onnx2tf_ready() -> bool:
-    from edgekit.export.onnx_tflite import onnx2tf_env_ready
+    from edgekit.export.route_onnx2tf import onnx2tf_env_ready
 
     return onnx2tf_env_ready() and importlib.util.find_spec("ai_edge_quantizer") is not None
 
@@ -286,10 +286,13 @@ def test_onnx2tf_is_kept_off_the_network_for_3_channel_nhwc_inputs(tmp_path):
 
     torch.manual_seed(0)
     path = _export_legacy(NHWCNet(), (16, 16, 3), tmp_path / "nhwc.onnx")
-    source = ot._load_source(path, None)
+    from edgekit.export.onnx_source import _load_source
+    from edgekit.export.route_onnx2tf import _run_onnx2tf
+
+    source = _load_source(path, None)
     (tmp_path / "work").mkdir()
     with pytest.raises(ot._RouteFailed, match="refused network connections"):
-        ot._run_onnx2tf(source, tmp_path / "work", None, sample_file=False)
+        _run_onnx2tf(source, tmp_path / "work", None, sample_file=False)
     art = ot.onnx_to_tflite(path, tmp_path / "nhwc.tflite", precision="fp32", route="onnx2tf")
     x = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype(np.float32)
     ref = pytest.importorskip("onnxruntime").InferenceSession(str(path)).run(None, {"image": x})[0]

@@ -289,7 +289,7 @@ def tflite_job(*, onnx: str, data: str, out: str, precision: str, metadata: dict
     ai-edge-quantizer's static int8 calibrated on every float input (int8)."""
     from edgekit.artifact import METADATA_KEY, metadata_json
     from edgekit.compress.search import Candidate, Gate
-    from edgekit.export.onnx_tflite import onnx_to_tflite_several
+    from edgekit.export.route_onnx2torch import onnx_to_tflite_several
     from edgekit.export.tflite import embed_metadata
 
     d = FeedsData(data)
@@ -301,7 +301,7 @@ def tflite_job(*, onnx: str, data: str, out: str, precision: str, metadata: dict
         shutil.copyfile(fp32, out)
         return {"path": out}
     if precision == "fp16":
-        from edgekit.export.onnx_tflite import _fp16_weights
+        from edgekit.export.route_onnx2tf import _fp16_weights
 
         data_ = embed_metadata(_fp16_weights(fp32.read_bytes(), None), METADATA_KEY,
                                metadata_json({**metadata, "precision": "fp16"}).encode(), compact=True)

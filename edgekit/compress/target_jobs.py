@@ -48,7 +48,7 @@ def _model(ref: dict | None, onnx: str | None):
         from edgekit.compress.source import ModelRef
 
         return ModelRef(**ref).load()
-    from edgekit.export.onnx_tflite import onnx_to_torch
+    from edgekit.export.onnx_rebuild import onnx_to_torch
 
     return onnx_to_torch(onnx)
 
