@@ -19,6 +19,7 @@ import numpy as np
 from edgekit.errors import DataError, first_line
 
 NPY_FORMAT = np.lib.format
+OBJECTS = "holds Python objects, which edgekit does not unpickle; save plain numeric arrays (np.save / np.savez)"
 
 
 def _header(f, where: str) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -32,8 +33,7 @@ def _header(f, where: str) -> tuple[tuple[int, ...], np.dtype, int]:
     except Exception as exc:  # noqa: BLE001 - numpy parses the header with ast: SyntaxError, TokenError, ...
         raise DataError(f"{where}: not a valid .npy array ({first_line(exc)[:160]})") from None
     if dtype.hasobject:
-        raise DataError(f"{where}: holds Python objects, which edgekit does not unpickle; save plain numeric arrays "
-                        "(np.save / np.savez)")
+        raise DataError(f"{where}: {OBJECTS}")
     count = 1
     for d in shape:
         count *= int(d)
@@ -87,8 +87,7 @@ def _load(path: Path):
         return np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - numpy and zipfile report damage with many exception types
         if "allow_pickle" in str(exc):
-            raise DataError(f"{path}: holds Python objects, which edgekit does not unpickle; save plain numeric "
-                            "arrays (np.save / np.savez)") from None
+            raise DataError(f"{path}: {OBJECTS}") from None
         raise DataError(f"{path}: not a numpy .npy/.npz file ({type(exc).__name__}: {first_line(exc)[:160]})") from None
 
 

@@ -20,8 +20,7 @@ from edgekit.artifact import Artifact, model_metadata
 from edgekit.errors import CheckFailed, ConfigError
 from edgekit.recipe import Recipe
 from edgekit.registry import Registry
-from edgekit.stages import (  # noqa: F401 - bench_all, cpu_int8_note and SLOWER_THAN_FP32 re-exported for callers
-    SLOWER_THAN_FP32,
+from edgekit.stages import (
     _fit_args,
     bench_all,
     cpu_int8_note,

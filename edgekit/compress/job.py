@@ -34,14 +34,13 @@ import numpy as np
 from edgekit import isolate, rundir
 from edgekit.artifact import Artifact, model_metadata
 from edgekit.compress import diagnose, samples, search, source
-from edgekit.compress.clock import GRACE, RESERVE, TIME_LIMIT, WEIGHTS, Clock  # noqa: F401 - re-exported
+from edgekit.compress.clock import GRACE, TIME_LIMIT, Clock
 from edgekit.compress.onnx_files import (
     onnx_fp16,
     onnx_fp32,
     opset_at_least,
     reject,
     ship,
-    topological_sort,  # noqa: F401 - re-exported
 )
 from edgekit.compress.recommend import recommend, recommendation_lines
 from edgekit.compress.workspace import Workspace, fingerprint, open_workspace
