@@ -44,8 +44,9 @@ def make_video(raw: np.ndarray, path: Path, size: tuple[int, int]) -> None:
 
 
 def main() -> int:
-    from edgekit.bundle import Bundle, bundle, load_bundle
-    from edgekit.demos.camera import CameraDemo, choose
+    from edgekit.device.bundle import Bundle, load_bundle
+    from edgekit.device.demos.camera import CameraDemo, choose
+    from edgekit.pack import bundle
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", nargs="?", help="a bundle or a run folder (default: newest Fashion-MNIST run)")

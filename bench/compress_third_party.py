@@ -70,10 +70,10 @@ def main() -> int:
 
 def reference_row(name: str, mlperf: Path, res: dict, ev: Path) -> list[str]:
     """MLPerf's own int8 TFLite on the same evaluation images: agreement with its float model, latency ratio."""
-    from edgekit.bench import compare
     from edgekit.cli import eval_fraction
     from edgekit.compress import samples
-    from edgekit.runtime import open_session
+    from edgekit.device.bench import compare
+    from edgekit.device.runtime import open_session
 
     fp32, int8 = mlperf / f"{name}.tflite", mlperf / f"{REFERENCE_INT8[name]}.tflite"
     shape = list(open_session(fp32).input_shape)  # NHWC, as published

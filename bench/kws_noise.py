@@ -63,8 +63,8 @@ def main() -> int:
     from kws_rtf import host_bundle
 
     from edgekit.data import keywords
-    from edgekit.features import apply
-    from edgekit.runtime import open_session
+    from edgekit.device.features import apply
+    from edgekit.device.runtime import open_session
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle", nargs="?", help="a bundle or run folder (default: the newest runs/kws_dscnn run)")

@@ -8,7 +8,7 @@ Without an argument it takes the newest run of recipes/kws_dscnn.yaml (runs/kws_
 Real-time factor = processing time (MFCC + inference + decisions, per 200 ms hop) / audio time, measured on the
 streaming path of ``edgekit demo mic --wav`` (target: below 0.05 at 1 thread). Without --wav, a 12-word recording
 by a held-out voice of the synthesized corpus is made first. The reference model (MLPerf Tiny DS-CNN, int8,
-49x10 MFCC from the same tf.signal front end that edgekit.features reproduces) is run on the held-out test split
+49x10 MFCC from the same tf.signal front end that edgekit.device.features reproduces) is run on the held-out test split
 of the ``keywords`` corpus, next to the bundle's artifacts, so the numbers compare like with like.
 """
 
@@ -55,7 +55,8 @@ def reference_accuracy(x_raw: np.ndarray, y: np.ndarray, labels: list[str]) -> t
 def host_bundle(arg: str | None):
     """The bundle to measure: a bundle folder, a run folder bundled for this host (over-budget artifacts too), or
     the newest runs/kws_dscnn run; None when there is none."""
-    from edgekit.bundle import bundle, load_bundle
+    from edgekit.device.bundle import load_bundle
+    from edgekit.pack import bundle
 
     src = Path(arg) if arg else None
     if src is None:
@@ -69,11 +70,11 @@ def host_bundle(arg: str | None):
 
 
 def main() -> int:
-    from edgekit.audio import write_wav
     from edgekit.data import keywords
-    from edgekit.demos.mic import spot_wav
-    from edgekit.features import apply, mfcc, mfcc_spec
-    from edgekit.runtime import RUNTIMES, open_session
+    from edgekit.device.audio import write_wav
+    from edgekit.device.demos.mic import spot_wav
+    from edgekit.device.features import apply, mfcc, mfcc_spec
+    from edgekit.device.runtime import RUNTIMES, open_session
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle", nargs="?", help="a bundle or run folder (default: the newest runs/kws_dscnn run)")

@@ -8,7 +8,7 @@ synthesized corpus, with 1.0-1.6 s noisy gaps (``keywords.utterance_stream``; th
 noise). ``--noise`` picks where the pink noise goes (20 dB below the speech's RMS): ``bed`` (default) under the whole
 take, the hard case, since quiet words then hear more noise than that; ``gaps`` only between the words, which stay
 clean (the issue's "silence and noise between them"); ``none``: silence only. Every take goes through
-``edgekit.demos.mic.spot_wav``, exactly what ``edgekit demo mic --wav`` runs.
+``edgekit.device.demos.mic.spot_wav``, exactly what ``edgekit demo mic --wav`` runs.
 A keyword heard as another counts as one miss and one false detection (``keywords.in_order``). Takes are cached in
 ``.cache/keywords/streams``.
 
@@ -62,8 +62,8 @@ class Score:
 
 def takes(split: str, seeds: list[int], noise: str = "bed") -> list[Path]:
     """The cached WAV of every (held-out voice, seed) of a split, made on first use."""
-    from edgekit.audio import write_wav
     from edgekit.data import keywords
+    from edgekit.device.audio import write_wav
     from edgekit.rundir import atomic_path
 
     tag = hashlib.sha1(" ".join(keywords.STREAM_WORDS).encode()).hexdigest()[:8]
@@ -83,9 +83,9 @@ def takes(split: str, seeds: list[int], noise: str = "bed") -> list[Path]:
 
 
 def measure(b, wavs: list[Path], artifact: str, runtime: str, **options) -> Score:
-    from edgekit.audio import read_wav
     from edgekit.data import keywords
-    from edgekit.demos.mic import spot_wav
+    from edgekit.device.audio import read_wav
+    from edgekit.device.demos.mic import spot_wav
 
     expected = [w for w in keywords.STREAM_WORDS if w in keywords.KEYWORDS]
     s = Score()
@@ -104,7 +104,7 @@ def main() -> int:
     from kws_rtf import host_bundle
 
     from edgekit.data.keywords import STREAM_NOISE
-    from edgekit.demos.camera import choose
+    from edgekit.device.demos.camera import choose
     from edgekit.errors import MissingDependency
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -261,9 +261,9 @@ def make_zoo(out: Path, only: set[str] | None = None) -> list[Case]:
 
 
 def evaluate(case: Case, route: str, precision: str, work: Path, *, n: int = 64) -> Row:
+    from edgekit.device.runtime import open_session
     from edgekit.errors import EdgekitError, first_line
     from edgekit.export.onnx_tflite import onnx_to_tflite
-    from edgekit.runtime import open_session
 
     ref_session = open_session(case.onnx, runtime="onnxruntime")
     shape = tuple(ref_session.input_shape[1:])

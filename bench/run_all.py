@@ -41,8 +41,8 @@ def table(title: str, head: list[str], rows: list[list[str]]) -> None:
 
 
 def main() -> int:
-    from edgekit.bench import compare
-    from edgekit.runtime import runtimes_for
+    from edgekit.device.bench import compare
+    from edgekit.device.runtime import runtimes_for
     from edgekit.stages import SLOWER_THAN_FP32, cpu_int8_note
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -164,10 +164,10 @@ def quantize_static_default(run: Path, art: Path, sample: np.ndarray, args) -> l
     from onnxruntime.quantization import quantize_static
 
     from edgekit import data, recipe
-    from edgekit.bench import compare
+    from edgekit.device.bench import compare
+    from edgekit.device.runtime import open_session
+    from edgekit.device.verify import parity
     from edgekit.export.onnx import CalibrationReader
-    from edgekit.runtime import open_session
-    from edgekit.verify import parity
 
     spec = json.loads((run / "recipe.json").read_text())
     r = recipe.from_dict(recipe.Recipe, spec, str(run / "recipe.json"), "")

@@ -7,7 +7,7 @@ random-init net gives near-uniform logits, which makes int8 top-1 agreement mean
   as long as the first training (one-shot pruning to half the MACs leaves chance accuracy). Pass: the target is
   reached and the pruned model runs with the dense output shape. The export cells below use the pruned model when
   this passes, the dense one otherwise (the JSON says which).
-* ``onnx_fp32`` / ``tflite_fp32``: exported with edgekit's exporters, run with edgekit.runtime on the held-out
+* ``onnx_fp32`` / ``tflite_fp32``: exported with edgekit's exporters, run with edgekit.device.runtime on the held-out
   inputs; pass: max abs diff of the outputs against PyTorch <= ``--fp32-tolerance`` (1e-3, edgekit's default
   ``verify.fp32_tolerance``).
 * ``onnx_int8`` / ``tflite_int8``: calibrated on 256 training samples (never test); pass: top-1 agreement with the
@@ -142,8 +142,8 @@ def image_task(size: int, channels: int, *, calib: int = 256, seed: int = 0) -> 
     """scikit-learn digits resized (bilinear) to ``size`` and replicated to ``channels``; 15 % of train for val."""
     import torch
 
-    from edgekit import preprocess
     from edgekit.data import digits
+    from edgekit.device import preprocess
 
     x_tr, y_tr, x_te, y_te, labels, _ = digits.load(None)
 
@@ -279,7 +279,7 @@ class Judge:
         return {"auc": anomaly.auc(scores, y), "decisions": scores > self.threshold}
 
     def int8(self, out: np.ndarray, th: Thresholds) -> tuple[bool, str, dict]:
-        from edgekit.verify import parity
+        from edgekit.device.verify import parity
 
         if self.task.kind == "classification":
             rep = parity(self.reference, out, self.task.test[1])
@@ -395,12 +395,12 @@ def prune_cell(model, task: Task, th: Thresholds, arch: Arch, *, epochs: int) ->
 
 
 def export_cell(cell: str, model, task: Task, judge: Judge, th: Thresholds, work: Path) -> Cell:
-    """Export ``model`` to one target, run the file with edgekit.runtime on the test split, judge the outputs."""
-    from edgekit.artifact import model_metadata
+    """Export ``model`` to one target, run the file with edgekit.device.runtime on the test split, judge the outputs."""
+    from edgekit.device.artifact import model_metadata
+    from edgekit.device.runtime import open_session
+    from edgekit.device.verify import parity
     from edgekit.export import EXPORTERS, SUFFIX
     from edgekit.export.onnx import quantize_onnx
-    from edgekit.runtime import open_session
-    from edgekit.verify import parity
 
     target = TARGETS[cell]
     fmt, precision = target.split(":")

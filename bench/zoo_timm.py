@@ -224,8 +224,8 @@ def nncf_row(out: Path, calib_npz: Path, eval_npz: Path) -> dict:
     import nncf
     import onnx
 
-    from edgekit.bench import compare
-    from edgekit.runtime import open_session
+    from edgekit.device.bench import compare
+    from edgekit.device.runtime import open_session
 
     fp32, ours = out / "model_fp32.onnx", out / "model_int8.onnx"
     if not fp32.is_file() or not ours.is_file():

@@ -167,7 +167,7 @@ def run(recipe, *, out: str | Path = "runs", resume: str | Path | None = None) -
 
 
 def _export(recipe, run_dir: Path, model, splits, calib: np.ndarray, threshold: float) -> list:
-    from edgekit.artifact import Artifact, model_metadata
+    from edgekit.device.artifact import Artifact, model_metadata
     from edgekit.export import EXPORTERS, SUFFIX
     from edgekit.stages import log
 
@@ -193,7 +193,7 @@ def _export(recipe, run_dir: Path, model, splits, calib: np.ndarray, threshold: 
 
 def _verify(recipe, art, x_test: np.ndarray, y_test: np.ndarray, reference: np.ndarray, ref_decisions: np.ndarray,
             ref_auc: float, threshold: float) -> dict:
-    from edgekit.runtime import open_session, runtimes_for
+    from edgekit.device.runtime import open_session, runtimes_for
     from edgekit.stages import log
 
     runtimes = runtimes_for(art.path)

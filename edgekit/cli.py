@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit import __version__
-from edgekit.errors import CheckFailed, EdgekitError
+from edgekit.errors import CheckFailed, ConfigError, EdgekitError
 
 
 def _csv(text: str) -> list[str]:
@@ -91,8 +91,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from edgekit.bench import bench
-    from edgekit.runtime import runtimes_for
+    from edgekit.device.bench import bench
+    from edgekit.device.runtime import runtimes_for
 
     rows = []
     for path in args.artifacts:
@@ -117,9 +117,17 @@ def cmd_bench(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from edgekit.verify import verify_artifacts
+    from edgekit.device.verify import verify_artifacts
 
-    reports = verify_artifacts(args.artifacts, reference=args.reference, data=args.data, recipe=args.recipe,
+    arrays = None
+    if args.recipe is not None:
+        if args.data is not None:
+            raise ConfigError("verify needs exactly one of --data FILE.npz or --recipe RECIPE")
+        from edgekit import data as datasets
+        from edgekit import recipe as recipes
+
+        arrays = datasets.load(recipes.load(args.recipe).data).tensors("test")
+    reports = verify_artifacts(args.artifacts, reference=args.reference, data=args.data, arrays=arrays,
                                budget=args.budget, limit=args.limit)
     bad = 0
     for name, rep, verdict in reports:
@@ -197,7 +205,8 @@ def _ssh_options(args) -> tuple[str, ...]:
 
 
 def cmd_bundle(args) -> int:
-    from edgekit.bundle import bundle, summary
+    from edgekit.device.bundle import summary
+    from edgekit.pack import bundle
 
     b = bundle(args.run, args.device, args.out, artifacts=args.artifact, include_failed=args.include_failed,
                key=args.sign, signed=not args.no_sign)
@@ -206,15 +215,15 @@ def cmd_bundle(args) -> int:
 
 
 def _policy(args):
-    from edgekit.signing import Policy
+    from edgekit.device.signing import Policy
 
     return Policy(allow_unsigned=args.allow_unsigned, trusted=Path(args.trusted_keys) if args.trusted_keys else None)
 
 
 def _load_bundle(args):
     """The bundle named on the command line, checked against the signature policy of its flags."""
-    from edgekit.bundle import load_bundle
-    from edgekit.signing import describe
+    from edgekit.device.bundle import load_bundle
+    from edgekit.device.signing import describe
 
     b = load_bundle(args.bundle, policy=_policy(args))
     if b.signature.get("status") != "verified":
@@ -223,8 +232,7 @@ def _load_bundle(args):
 
 
 def cmd_keys(args) -> int:
-    from edgekit import signing
-
+    from edgekit.device import signing
     if args.action == "new":
         key_path, pub = signing.new_key(args.name or signing.DEFAULT_KEY, args.dir, trust=not args.no_trust,
                                         overwrite=args.force)
@@ -259,7 +267,7 @@ def cmd_keys(args) -> int:
 
 def cmd_deploy(args) -> int:
     from edgekit.deploy import check_result, deploy
-    from edgekit.smoke import format_report
+    from edgekit.device.smoke import format_report
 
     if args.emulate:
         return _emulated(args.bundle, args.device or _bundle_device(args.bundle), args.json, _policy(args))
@@ -292,8 +300,8 @@ def cmd_deploy(args) -> int:
 
 
 def _bundle_device(bundle_dir: str) -> str:
-    from edgekit.bundle import load_bundle
-    from edgekit.signing import Policy
+    from edgekit.device.bundle import load_bundle
+    from edgekit.device.signing import Policy
 
     return load_bundle(bundle_dir, policy=Policy(allow_unsigned=True)).device  # the name only; checked after
 
@@ -341,7 +349,7 @@ def cmd_devices(args) -> int:
 
 def cmd_smoke(args) -> int:
     from edgekit import rundir
-    from edgekit.smoke import format_report, smoke
+    from edgekit.device.smoke import format_report, smoke
 
     rep = smoke(args.bundle, runtimes=args.runtime, threads=args.threads, warmup=args.warmup,
                 iterations=args.iterations, policy=_policy(args))
@@ -352,7 +360,7 @@ def cmd_smoke(args) -> int:
 
 
 def cmd_demo_camera(args) -> int:
-    from edgekit.demos.camera import run_camera
+    from edgekit.device.demos.camera import run_camera
 
     stats = run_camera(_load_bundle(args), source=args.source, headless=args.headless, stream=args.stream,
                        frames=args.frames, json_lines=args.json, output=args.output, artifact=args.artifact,
@@ -365,7 +373,7 @@ def cmd_demo_camera(args) -> int:
 
 
 def cmd_demo_mic(args) -> int:
-    from edgekit.demos.mic import listen, print_detection, spot_wav
+    from edgekit.device.demos.mic import listen, print_detection, spot_wav
 
     opts = dict(artifact=args.artifact, runtime=args.runtime, threads=args.threads, hop_ms=args.hop_ms,
                 threshold=args.threshold, smooth=args.smooth)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from edgekit.artifact import FORMATS, PRECISIONS
+from edgekit.device.artifact import FORMATS, PRECISIONS
 from edgekit.errors import ConfigError, DataError, close_matches
 from edgekit.recipe import _check, content_dict, content_digest, from_dict
 from edgekit.registry import Registry
@@ -32,7 +32,7 @@ from edgekit.registry import Registry
 SCHEMA_VERSION = 1
 ARCHES = ("aarch64", "x86_64", "armv7l")
 TRANSPORT_KINDS = ("ssh", "adb", "local")
-# Runtimes a profile may name: edgekit's own (edgekit.runtime.RUNTIMES) plus TensorRT, which edgekit drives
+# Runtimes a profile may name: edgekit's own (edgekit.device.runtime.RUNTIMES) plus TensorRT, which edgekit drives
 # through NVIDIA's trtexec on the device rather than through a Python session.
 RUNTIME_NAMES = ("onnxruntime", "litert", "tflite-runtime", "tensorrt")
 PYTHON_MIN = (3, 10)  # edgekit's requires-python
@@ -113,7 +113,7 @@ class Device:
     os: OsSpec
     formats: list  # model formats the device runs: onnx, tflite
     precisions: list  # fp32, fp16, int8
-    runtimes: dict[str, RuntimeSpec]  # name (edgekit.runtime.RUNTIMES or "tensorrt") -> what installs there
+    runtimes: dict[str, RuntimeSpec]  # name (edgekit.device.runtime.RUNTIMES or "tensorrt") -> what installs there
     transport: TransportSpec
     description: str = ""
     camera: CameraSpec = field(default_factory=CameraSpec)

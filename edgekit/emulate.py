@@ -97,7 +97,7 @@ def _pip_platform_args(glibc: str) -> list[str]:
 
 def _runtime_requirements(profile) -> dict[str, list[str]]:
     """pip requirements per runtime edgekit can drive that the profile says pip installs (not TensorRT)."""
-    from edgekit.runtime import RUNTIMES
+    from edgekit.device.runtime import RUNTIMES
 
     return {name: [rt.package + (rt.version or ""), *rt.requires] for name, rt in profile.runtimes.items()
             if rt.package and rt.install and name in RUNTIMES}
@@ -287,15 +287,14 @@ def emulated_check(bundle_dir: str | Path, device: str, *, iterations: int = 5, 
     import time
 
     from edgekit import devices, rundir
-    from edgekit.bundle import load_bundle
+    from edgekit.device.bundle import load_bundle
     from edgekit.errors import ConfigError
 
     t0 = time.perf_counter()
     profile = devices.load(device)
     if profile.arch != "aarch64":
         raise ConfigError(f"{profile.source}: arch {profile.arch}: emulation runs aarch64 profiles only")
-    from edgekit import signing
-
+    from edgekit.device import signing
     policy = policy or signing.Policy()
     b = load_bundle(bundle_dir, policy=policy)  # checksums and signature on the host first: a tampered bundle
     root = sysroot(profile)                      # never reaches the emulator, which checks both again itself

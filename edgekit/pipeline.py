@@ -16,7 +16,7 @@ import numpy as np
 
 from edgekit import data as datasets
 from edgekit import rundir
-from edgekit.artifact import Artifact, model_metadata
+from edgekit.device.artifact import Artifact, model_metadata
 from edgekit.errors import CheckFailed, ConfigError
 from edgekit.recipe import Recipe
 from edgekit.registry import Registry
@@ -147,10 +147,14 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
 
     # 6. bench every artifact on every installed runtime for its format
     bench_all(recipe, entries, x_test[:1])
+    from edgekit.audit import audit_all
+
+    audit_all(entries, x_test[:1], reference_onnx=next((e["path"] for e in entries if e["format"] == "onnx"
+                                                        and e["precision"] == "fp32"), None), log=log)
 
     # 7. report
     from edgekit import report
-    from edgekit.verify import judge, parity
+    from edgekit.device.verify import judge, parity
 
     compressed = judge("pytorch compressed model", "fp32", parity(student_logits, student_logits, y_test),
                        baseline_accuracy=teacher_acc, budget=recipe.verify.budget, fp32_tolerance=float("inf"))
@@ -188,8 +192,8 @@ def prove_targets(targets: list[str], run_dir: Path) -> list[dict]:
     import platform
 
     from edgekit import devices, emulate
-    from edgekit.bundle import bundle
-    from edgekit.smoke import smoke
+    from edgekit.device.smoke import smoke
+    from edgekit.pack import bundle
 
     out = []
     for name in targets:
@@ -284,7 +288,7 @@ def export_all(recipe: Recipe, run_dir: Path, student, teacher, splits, calib: n
 def verify_all(recipe: Recipe, artifacts: list[Artifact], x: np.ndarray, y: np.ndarray,
                references: dict[str, np.ndarray], baseline_accuracy: float) -> list[dict]:
     """Run each artifact on the held-out split on every installed runtime; judge it against the budget."""
-    from edgekit.verify import check_artifacts, judge
+    from edgekit.device.verify import check_artifacts, judge
 
     def judge_one(art: Artifact, rep) -> tuple[bool, str]:
         v = judge(art.name, art.precision, rep, baseline_accuracy=baseline_accuracy, budget=recipe.verify.budget,

@@ -26,7 +26,7 @@ AUGMENTATIONS = ("hflip", "crop", "specaugment")  # train.augment names; edgekit
 
 
 EXPORT_TARGETS = ("onnx:fp32", "onnx:int8", "tflite:fp32", "tflite:fp16", "tflite:int8")  # edgekit.export.EXPORTERS
-RUNTIME_NAMES = ("onnxruntime", "litert", "tflite-runtime")  # edgekit.runtime.RUNTIMES
+RUNTIME_NAMES = ("onnxruntime", "litert", "tflite-runtime")  # edgekit.device.runtime.RUNTIMES
 
 
 def _check(lo: float | None = None, hi: float | None = None, choices: tuple | None = None,

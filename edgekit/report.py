@@ -24,14 +24,19 @@ def results(recipe, run_dir: Path, entries: list[dict], models: dict, stages: di
 
 
 def write(run_dir: Path, res: dict, render=None) -> None:
-    """Write results.json, report.md and pareto.png atomically into ``run_dir``.
+    """Write results.json, report.md, report.html and pareto.png atomically into ``run_dir``.
 
     ``render(res, plot=bool)`` writes the markdown (default :func:`markdown`, a recipe run's; ``edgekit
-    compress`` passes its own, which builds on the sections here).
+    compress`` passes its own, which builds on the sections here). report.html is that markdown as one
+    self-contained page plus the per-operator audit (edgekit.report_html).
     """
+    from edgekit import report_html
+
     rundir.write_json(run_dir / "results.json", res)
     plotted = plot(res, run_dir / "pareto.png")
-    rundir.write_text(run_dir / "report.md", (render or markdown)(res, plot=plotted))
+    md = (render or markdown)(res, plot=plotted)
+    rundir.write_text(run_dir / "report.md", md)
+    rundir.write_text(run_dir / "report.html", report_html.render(md, res, run_dir))
 
 
 def load(run_dir: str | Path) -> dict:
@@ -46,6 +51,12 @@ def load(run_dir: str | Path) -> dict:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
+def cpu_of(res: dict) -> str:
+    """The machine a report's numbers were measured on: CPU model and int8 instructions, cores, OS."""
+    m = res["environment"]["machine"]
+    return f"{m.get('cpu') or m['platform']}, {m['cpus']} CPUs, {m['platform']}"
+
+
 def _runtime_columns(res: dict) -> list[tuple[str, str]]:
     cols = []
     for e in res["artifacts"]:
@@ -57,7 +68,7 @@ def _runtime_columns(res: dict) -> list[tuple[str, str]]:
 
 
 def _runs(runtime: str, fmt: str) -> bool:
-    from edgekit.runtime import RUNTIMES
+    from edgekit.device.runtime import RUNTIMES
 
     return runtime in RUNTIMES and RUNTIMES.get(runtime).format == fmt
 
@@ -120,7 +131,7 @@ def markdown(res: dict, *, plot: bool = False) -> str:
         "",
         f"Run `{res['run_dir']}`, {res['created']}, edgekit {res['edgekit_version']}, recipe digest "
         f"`{res['recipe_digest']}`. Every number below was measured in this run on "
-        f"{res['environment']['machine']['platform']} ({res['environment']['machine']['cpus']} CPUs).",
+        f"{cpu_of(res)}. Where each artifact's time goes, operator by operator: report.html.",
         "",
         f"**Result: {'PASSED' if res['passed'] else 'FAILED'}** — accuracy budget: at most "
         f"{res['budget'] * 100:.2f} points below the dense fp32 model, on the held-out test split.",

@@ -47,13 +47,13 @@ def open_run(recipe: Recipe, *, out: str | Path, resume: str | Path | None):
 def bench_all(recipe: Recipe, entries: list[dict], sample: np.ndarray) -> None:
     """Add latency and the int8 speed check to each entry, measured now, side by side.
 
-    The artifacts of one format are timed interleaved round by round (edgekit.bench.compare) on each
+    The artifacts of one format are timed interleaved round by round (edgekit.device.bench.compare) on each
     runtime and thread count, so the ratios to fp32 are fair on a noisy machine. Each entry gets
     ``latency[runtime][threads] = {p50_ms, p90_ms}``, ``speed_vs_fp32[runtime][threads]`` and, for
     int8, ``offered[runtime]``: int8 is offered on a runtime only where it is no slower than fp32.
     """
-    from edgekit.bench import compare
-    from edgekit.runtime import runtimes_for
+    from edgekit.device.bench import compare
+    from edgekit.device.runtime import runtimes_for
 
     b = recipe.bench
     rounds = max(1, b.iterations // 50)

@@ -3,7 +3,7 @@
 The MLPerf Tiny KWS reference (mlcommons/tiny, benchmark/training/keyword_spotting: get_dataset.py, kws_util.py)
 computes its features with tf.signal: 30 ms Hann windows (480 samples) every 20 ms (320), fft_length=None
 (the next power of two, 512), |STFT|, 40 mel bands over 20-4000 Hz, log(mel + 1e-6), the first 10 MFCCs.
-edgekit's numpy front end (edgekit.features) is tested against this file, so the comparison is with
+edgekit's numpy front end (edgekit.device.features) is tested against this file, so the comparison is with
 TensorFlow, not with a second implementation of the same reading of the reference.
 
 Run once, when the front end's reference changes (TensorFlow lives in onnx2tf's environment, never in .venv):

@@ -22,6 +22,8 @@ PACKAGES=(
   pulseaudio              # a virtual microphone (null sink + remapped source) for the live mic-demo test
   pulseaudio-utils        # paplay feeds that virtual microphone in real time
   libasound2-plugins      # ALSA's pulse plugin: how PortAudio reaches PulseAudio
+  chromium                # headless browser: the tests render report.html (and the phone demo page) in it
+  fonts-dejavu-core       # a font for that browser, so its screenshots have text in them
 )
 
 missing=()

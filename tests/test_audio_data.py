@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from edgekit import data
-from edgekit.audio import parse_wav, read_wav, read_wav_rate, resample, write_wav
 from edgekit.data import keywords
 from edgekit.data.keywords import KEYWORDS, LABELS
+from edgekit.device.audio import parse_wav, read_wav, read_wav_rate, resample, write_wav
 from edgekit.errors import DataError
 from edgekit.recipe import DataSpec
 

@@ -10,11 +10,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from edgekit import devices, rundir, signing
-from edgekit.bundle import MANIFEST, bundle, load_bundle, manifest_digest
+from edgekit import devices, rundir
+from edgekit.device import signing
+from edgekit.device.bundle import MANIFEST, load_bundle, manifest_digest
+from edgekit.device.runtime import open_session, read_metadata
+from edgekit.device.signing import SIGNATURE
 from edgekit.errors import ConfigError, DataError
-from edgekit.runtime import open_session, read_metadata
-from edgekit.signing import SIGNATURE
+from edgekit.pack import bundle
 
 from .conftest import ROOT, edgekit
 
@@ -192,7 +194,7 @@ def test_cli_smoke_refuses_a_tampered_bundle_before_running_anything(copy):
 
 
 def test_smoke_fails_when_the_device_disagrees_with_the_host(copy):
-    from edgekit.smoke import smoke
+    from edgekit.device.smoke import smoke
 
     g = dict(np.load(copy / "golden.npz"))
     g["host_onnx_int8"] = np.roll(g["host_onnx_int8"], 1, axis=1)  # a "device" that predicts the wrong classes
@@ -235,6 +237,22 @@ def test_device_environment_without_torch_loads_smokes_and_demos(made, tmp_path)
                    python=str(DEVICE_PY))
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 10
-    check = ("import sys, edgekit.bundle, edgekit.smoke, edgekit.demos.camera, edgekit.deploy, edgekit.devices; "
-             "assert 'torch' not in sys.modules")
-    assert subprocess.run([str(DEVICE_PY), "-c", check], capture_output=True).returncode == 0
+
+
+@pytest.mark.device_env
+def test_every_module_of_the_device_folder_imports_without_torch():
+    """The folder boundary, proven where it matters: each edgekit.device module imported in the device venv."""
+    if not DEVICE_PY.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI must build .venv-device (make test does)")
+        pytest.skip("no .venv-device: run `make device-venv`")
+    check = ("import importlib, pkgutil, sys, edgekit.device as d\n"
+             "names = [m.name for m in pkgutil.walk_packages(d.__path__, 'edgekit.device.')]\n"
+             "for n in names: importlib.import_module(n)\n"
+             "import edgekit.deploy, edgekit.devices\n"
+             "heavy = sorted(m for m in ('torch', 'tensorflow', 'jax', 'litert_torch', 'onnx') if m in sys.modules)\n"
+             "assert not heavy, heavy\n"
+             "print(len(names))")
+    proc = subprocess.run([str(DEVICE_PY), "-c", check], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout) >= 14  # runtime (3), bundle, signing, smoke, verify, bench, arrays, ... demos (3)

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from edgekit import data, recipe
-from edgekit.bundle import bundle
-from edgekit.demos.camera import CameraDemo, parse_address, run_camera
+from edgekit.device.demos.camera import CameraDemo, parse_address, run_camera
 from edgekit.errors import ConfigError, DataError
+from edgekit.pack import bundle
 
 from .conftest import edgekit
 
@@ -238,9 +238,9 @@ def test_a_tampered_bundle_is_refused(camera_bundle, tmp_path):
 def test_one_picture_gives_one_tensor_as_training_data_and_as_a_camera_frame(tmp_path, size, channels):
     """A photo in an image folder (training, compress) and the same photo arriving as a camera frame go through
     one decode-and-resize path: the tensors are identical, shrinking and enlarging, gray and colour."""
-    from edgekit import preprocess
     from edgekit.data.image_folder import read_image
-    from edgekit.demos.camera import Classifier
+    from edgekit.device import preprocess
+    from edgekit.device.demos.camera import Classifier
 
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[0:120, 0:160]

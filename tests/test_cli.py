@@ -95,7 +95,7 @@ def test_resume_refuses_what_is_not_a_run_folder_and_writes_nothing_into_it(tmp_
 def test_verify_reads_inputs_from_an_npy_and_refuses_pickled_objects(digits_run, tmp_path):
     import numpy as np
 
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     artifact = next((digits_run / "artifacts").glob("*fp32.onnx"))
     shape = [3, *open_session(artifact).input_shape[1:]]

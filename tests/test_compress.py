@@ -154,6 +154,9 @@ def test_compress_onnx_searches_verifies_benches_and_reports(digits_run, tmp_pat
     report = (out / "report.md").read_text()
     for section in ("## int8 search (ONNX)", "## Why isn't it smaller or faster?", "**Chosen:**"):
         assert section in report
+    page = (out / "report.html").read_text()  # the same sections, plus each artifact's measured operators
+    assert "<h2>int8 search (ONNX)</h2>" in page and all(f'id="audit-{n}"' in page for n in names)
+    assert int8["audit"]["timed"] and int8["audit"]["kinds"]["integer"]["count"] >= 1
     assert not (out / ".work").exists()
 
 

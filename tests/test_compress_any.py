@@ -106,7 +106,7 @@ def test_a_dynamic_height_and_width_onnx_takes_its_shape_from_the_data(tmp_path)
     assert "dynamic" in res["stages"]["shapes"] and "TFLite" in res["stages"]["shapes"]
     kept = onnx.load(str(out / "model_int8.onnx")).graph.input[0].type.tensor_type.shape.dim
     assert [bool(d.dim_param) or d.dim_value <= 0 for d in kept] == [True, False, True, True]  # still dynamic
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     with open_session(out / "model_fp32.tflite") as s:
         assert list(s.input_shape[1:]) == [1, 8, 8]  # TFLite: fixed to the data's shape

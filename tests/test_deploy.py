@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from edgekit import devices
-from edgekit.bundle import bundle, load_bundle
 from edgekit.deploy import DeployError, deploy, plan, requirements, transport_for
 from edgekit.deploy.android import check_sums, parse_benchmark
 from edgekit.deploy.jetson import parse_trtexec, trtexec_argv
 from edgekit.deploy.transports import SSH_FIXED, AdbTransport, SshTransport, parse_host, remote_path
+from edgekit.device.bundle import load_bundle
 from edgekit.devices import load as load_device
 from edgekit.errors import ConfigError, DataError
+from edgekit.pack import bundle
 
 from .conftest import ROOT, edgekit
 

@@ -13,9 +13,11 @@ import shutil
 import numpy as np
 import pytest
 
-from edgekit import devices, emulate, rundir, signing
-from edgekit.bundle import bundle, manifest_digest
+from edgekit import devices, emulate, rundir
+from edgekit.device import signing
+from edgekit.device.bundle import manifest_digest
 from edgekit.errors import DataError
+from edgekit.pack import bundle
 
 from .conftest import edgekit
 
@@ -128,7 +130,7 @@ def test_only_arm64_profiles_are_emulated(bundles):
 
 
 def test_golden_inputs_survive_the_bundle(bundles):
-    from edgekit.bundle import load_bundle
+    from edgekit.device.bundle import load_bundle
 
     g = load_bundle(bundles["rpi4"]).golden()
     assert g["x"].dtype == np.float32 and len(g["x"]) == len(g["y"])

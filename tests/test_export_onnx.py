@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from edgekit import data
-from edgekit.artifact import model_metadata
+from edgekit.device.artifact import model_metadata
+from edgekit.device.runtime import open_session, read_metadata
+from edgekit.device.verify import parity
 from edgekit.export.onnx import export_onnx_fp32, export_onnx_int8
 from edgekit.models import build
 from edgekit.recipe import DataSpec
-from edgekit.runtime import open_session, read_metadata
 from edgekit.train.loop import fit, predict
-from edgekit.verify import parity
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
 """The MFCC front end matches an independent scipy implementation, has the MLPerf Tiny KWS shape, and is what
-edgekit.preprocess.apply (the device's entry point) computes for a "mfcc" spec."""
+edgekit.device.preprocess.apply (the device's entry point) computes for a "mfcc" spec."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edgekit import features, preprocess
+from edgekit.device import features, preprocess
 
 
 def reference_mfcc(x: np.ndarray, spec: dict) -> np.ndarray:
@@ -88,7 +88,7 @@ def test_preprocess_apply_dispatches_audio_specs_for_the_device(speechlike):
 
 
 def test_smoke_check_reproduces_golden_features_from_golden_waveforms(speechlike):
-    from edgekit.smoke import check_preprocessing
+    from edgekit.device.smoke import check_preprocessing
 
     spec = features.fit_stats(speechlike[None], features.mfcc_spec())
     golden = {"raw": speechlike[None], "x": features.apply(spec, speechlike[None])}

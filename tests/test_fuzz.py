@@ -217,7 +217,7 @@ wav_headers = st.builds(_wav_bytes, fmt=st.sampled_from([0, 1, 2, 3, 6, 0xFFFE, 
 @given(data=st.one_of(st.binary(max_size=300), wav_headers,
                       st.builds(mutate, wav_headers, edits)))
 def test_wav_files(tmp_path_factory, data):
-    from edgekit.audio import parse_wav, read_wav
+    from edgekit.device.audio import parse_wav, read_wav
 
     tmp = tmp_path_factory.mktemp("w")
     (tmp / "a.wav").write_bytes(data)
@@ -261,7 +261,7 @@ def test_numpy_files_never_unpickle(tmp_path_factory, monkeypatch, data, suffix,
     import pickle
 
     from edgekit.compress import samples
-    from edgekit.verify import _read_inputs
+    from edgekit.device.verify import _read_inputs
 
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled a user file"))
     tmp = tmp_path_factory.mktemp("n")
@@ -341,7 +341,7 @@ def model_files(tmp_path_factory):
 @given(suffix=st.sampled_from([".onnx", ".tflite", ".bin"]), e=edits, raw=st.binary(max_size=120),
        use_raw=st.booleans())
 def test_model_headers(tmp_path_factory, model_files, suffix, e, raw, use_raw):
-    from edgekit.runtime import read_metadata
+    from edgekit.device.runtime import read_metadata
 
     tmp = tmp_path_factory.mktemp("m")
     base = model_files.get(suffix, model_files[".tflite"])
@@ -369,7 +369,7 @@ def test_host_option(host):
 
 @pytest.fixture(scope="module")
 def fuzz_bundle(digits_run, tmp_path_factory):
-    from edgekit.bundle import bundle
+    from edgekit.pack import bundle
 
     return bundle(digits_run, "x86_64_linux", tmp_path_factory.mktemp("fb") / "b", artifacts=["onnx_int8"])
 
@@ -377,8 +377,8 @@ def fuzz_bundle(digits_run, tmp_path_factory):
 @settings(parent=FUZZ, max_examples=max(EXAMPLES // 3, 10))
 @given(tree_edit=st.data(), damage=st.one_of(st.none(), edits), resign=st.booleans())
 def test_bundle_manifests(tmp_path_factory, capsys, fuzz_bundle, tree_edit, damage, resign):
-    from edgekit import signing
-    from edgekit.bundle import MANIFEST, manifest_digest
+    from edgekit.device import signing
+    from edgekit.device.bundle import MANIFEST, manifest_digest
 
     tmp = tmp_path_factory.mktemp("b")
     b = tmp / "b"

@@ -123,3 +123,34 @@ def test_no_module_is_long_enough_to_hide_two_jobs():
     long = {p.relative_to(root).as_posix(): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     over = {p: n for p, n in long.items() if n > 680 and p not in LONG_ON_PURPOSE}
     assert not over, f"split these by job: {over}"
+
+
+# What the device folder may import from the rest of edgekit: small torch-free basics shared by both sides.
+SHARED_BASICS = {"edgekit", "edgekit.errors", "edgekit.log", "edgekit.quiet", "edgekit.registry", "edgekit.rundir",
+                 "edgekit.info"}
+HEAVY = ("torch", "torchvision", "tensorflow", "tf_keras", "jax", "litert_torch", "onnx2torch", "torch_pruning",
+         "neural_compressor", "nncf", "timm")
+
+
+def test_the_device_folder_reaches_only_itself_and_the_shared_basics():
+    """A file under edgekit/device/ may run on a board without torch: the path says so, the imports prove it."""
+    graph = import_graph()
+    on_device = lambda m: m == "edgekit.device" or m.startswith("edgekit.device.")  # noqa: E731
+    device = {m for m in graph if on_device(m)}
+    assert {"edgekit.device.runtime", "edgekit.device.bundle", "edgekit.device.smoke",
+            "edgekit.device.demos.camera", "edgekit.device.demos.mic"} <= device
+    outside = {m: sorted(t for t in graph[m] if not on_device(t) and t not in SHARED_BASICS)
+               for m in device}
+    assert not {m: t for m, t in outside.items() if t}, "the device side imports host modules"
+    for basic in SHARED_BASICS - {"edgekit"}:
+        assert graph[basic] <= SHARED_BASICS, f"{basic} is shared with the device side and must stay torch-free"
+
+
+def test_no_device_module_imports_a_heavy_package_even_lazily():
+    found = []
+    for p in (PACKAGE / "device").rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{p.relative_to(PACKAGE)}:{node.lineno} {n}" for n in names if n.split(".")[0] in HEAVY]
+    assert not found

@@ -7,10 +7,10 @@ import sys
 
 CHECK = """
 import sys
-import edgekit, edgekit.cli, edgekit.runtime, edgekit.bench, edgekit.verify, edgekit.recipe, edgekit.report
-import edgekit.devices, edgekit.bundle, edgekit.smoke, edgekit.deploy, edgekit.deploy.transports
-import edgekit.deploy.android, edgekit.deploy.jetson, edgekit.deploy.report, edgekit.demos.camera
-import edgekit.features, edgekit.audio, edgekit.demos.mic, edgekit.preprocess, edgekit.signing, edgekit.arrays
+import edgekit, edgekit.cli, edgekit.device.runtime, edgekit.device.bench, edgekit.device.verify, edgekit.recipe, edgekit.report
+import edgekit.devices, edgekit.device.bundle, edgekit.device.smoke, edgekit.deploy, edgekit.deploy.transports
+import edgekit.deploy.android, edgekit.deploy.jetson, edgekit.deploy.report, edgekit.device.demos.camera
+import edgekit.device.features, edgekit.device.audio, edgekit.device.demos.mic, edgekit.device.preprocess, edgekit.device.signing, edgekit.device.arrays
 edgekit.cli.build_parser()
 heavy = sorted(m for m in ("torch", "tensorflow", "neural_compressor", "litert_torch", "jax") if m in sys.modules)
 assert not heavy, heavy

@@ -81,7 +81,7 @@ def test_the_sdist_and_the_wheel_built_from_it_carry_the_profiles_and_recipes_an
 
 
 def test_a_wheel_installed_outside_the_checkout_lists_runs_smokes_and_plans_a_deploy_from_itself(digits_run, tmp_path):
-    from edgekit.bundle import bundle
+    from edgekit.pack import bundle
 
     wheel = build_wheel(tmp_path / "built")  # what `edgekit deploy` ships from a checkout
     _record_holds(wheel)

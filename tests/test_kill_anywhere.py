@@ -65,7 +65,7 @@ def no_half_written_files(folder: Path) -> None:
 
 
 def artifacts_match_their_results(folder: Path, res: dict) -> None:
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     for e in res["artifacts"]:
         path = folder / "artifacts" / Path(e["path"]).name

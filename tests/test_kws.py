@@ -42,7 +42,7 @@ class FakeSession:
 
 
 def spotter(script, **kw):
-    from edgekit.demos import mic
+    from edgekit.device.demos import mic
 
     ks = mic.KeywordSpotter.__new__(mic.KeywordSpotter)
     ks.spec = {"kind": "mfcc", "sample_rate": 16000, "clip_samples": 16000, "window": 480, "hop": 320, "n_fft": 512,
@@ -90,7 +90,7 @@ def test_stream_scoring_counts_a_keyword_heard_as_another_as_a_miss_and_a_false_
 
 
 def test_demo_mic_refuses_bad_audio_with_one_line_and_exit_2(tmp_path, kws_bundle):
-    from edgekit.audio import write_wav
+    from edgekit.device.audio import write_wav
 
     empty = write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32))
     for wav, message in ((tmp_path / "missing.wav", "no such WAV file"), (empty, "no audio samples")):
@@ -129,8 +129,8 @@ def kws_bundle(tmp_path_factory):
 
 @pytest.mark.slow
 def test_streaming_finds_held_out_voices_keywords_in_order(kws_bundle, tmp_path):
-    from edgekit.audio import write_wav
     from edgekit.data import keywords
+    from edgekit.device.audio import write_wav
 
     voice = keywords.voices(keywords.Config())["test"][0]  # an espeak voice no model heard in training
     audio, onsets = keywords.utterance_stream(keywords.STREAM_WORDS, voice, seed=1)
@@ -162,8 +162,8 @@ def assert_same_detections(proc, reference, what=""):
 
 @pytest.mark.slow
 def test_demo_mic_converts_stereo_44k_files_and_refuses_truncated_ones(kws_bundle, tmp_path):
-    from edgekit.audio import resample, write_wav
     from edgekit.data import keywords
+    from edgekit.device.audio import resample, write_wav
 
     audio, _ = keywords.utterance_stream(["yes", "no"], keywords.voices(keywords.Config())["test"][1], seed=2)
     mono = edgekit("demo", "mic", str(kws_bundle), "--wav", str(write_wav(tmp_path / "m.wav", audio)), "--json",
@@ -214,8 +214,8 @@ def test_live_input_through_a_virtual_microphone_matches_the_wav_path(kws_bundle
     import sys
     import time
 
-    from edgekit.audio import write_wav
     from edgekit.data import keywords
+    from edgekit.device.audio import write_wav
     from tests.conftest import ROOT
 
     audio, _ = keywords.utterance_stream(["yes", "stop", "go", "left"], keywords.voices(keywords.Config())["test"][0],
@@ -254,7 +254,7 @@ def sox_variants(src: Path, folder: Path) -> dict[str, Path]:
 
 
 def test_wavs_as_sox_writes_them_read_like_the_16_bit_original(tmp_path):
-    from edgekit.audio import read_wav, write_wav
+    from edgekit.device.audio import read_wav, write_wav
 
     t = np.arange(16000) / 16000
     src = write_wav(tmp_path / "tone.wav", 0.5 * np.sin(2 * np.pi * 440 * t))
@@ -269,8 +269,8 @@ def test_wavs_as_sox_writes_them_read_like_the_16_bit_original(tmp_path):
 
 @pytest.mark.slow
 def test_demo_mic_and_compress_calibration_take_24_bit_float_and_44k_stereo_wavs(kws_bundle, tmp_path):
-    from edgekit.audio import write_wav
     from edgekit.data import keywords
+    from edgekit.device.audio import write_wav
 
     audio, _ = keywords.utterance_stream(["yes", "no"], keywords.voices(keywords.Config())["test"][1], seed=2)
     src = write_wav(tmp_path / "m.wav", audio)

@@ -90,7 +90,7 @@ def digits(tmp_path_factory):
 
 
 def _run(path: Path, x: np.ndarray) -> np.ndarray:
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     with open_session(path, runtime="litert") as s:
         return s.run(x)
@@ -178,8 +178,8 @@ def test_auto_falls_back_past_a_failed_and_a_missing_route_and_notes_why(tmp_pat
 @pytest.mark.tflite
 @needs_litert_torch
 def test_default_route_fp32_matches_onnxruntime_and_keeps_the_input_layout(digits, tmp_path):
+    from edgekit.device.runtime import open_session, read_metadata
     from edgekit.export.onnx_tflite import ROUTES, conversion_route, onnx_to_tflite
-    from edgekit.runtime import open_session, read_metadata
 
     path, _, x_test, _, ref = digits
     before = _sha(path)

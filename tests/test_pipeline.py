@@ -145,7 +145,7 @@ def test_device_environment_without_torch_loads_and_benchmarks(finished_run):
         proc = edgekit("bench", str(run / "artifacts" / art), "--iterations", "10", python=str(DEVICE_PY))
         assert proc.returncode == 0, proc.stderr
         assert art in proc.stdout
-    check = ("import sys, edgekit.runtime as r; s = r.open_session(sys.argv[1]); "
+    check = ("import sys, edgekit.device.runtime as r; s = r.open_session(sys.argv[1]); "
              "print(s.metadata['labels'][0]); assert 'torch' not in sys.modules")
     proc = subprocess.run([str(DEVICE_PY), "-c", check, str(run / "artifacts" / "model_int8.tflite")],
                           capture_output=True, text=True)

@@ -1,4 +1,4 @@
-"""edgekit.runtime: one session interface over onnxruntime and TFLite, numpy only, never torch."""
+"""edgekit.device.runtime: one session interface over onnxruntime and TFLite, numpy only, never torch."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgekit.device.runtime import RUNTIMES, open_session, read_metadata, runtimes_for
 from edgekit.errors import ConfigError, DataError, MissingDependency
-from edgekit.runtime import RUNTIMES, open_session, read_metadata, runtimes_for
 
 MLPERF = Path("/work/shared/reference-models/mlperf-tiny")
 META = {"schema": 1, "labels": ["a", "b", "c"], "precision": "fp32"}
@@ -236,7 +236,7 @@ def test_mlperf_reference_models_run_and_int8_agrees_with_float(int8, fp32, make
 def test_the_device_side_never_imports_torch(onnx_dynamic):
     code = f"""
 import sys, numpy as np
-from edgekit.runtime import open_session, read_metadata
+from edgekit.device.runtime import open_session, read_metadata
 s = open_session({str(MLPERF / "kws_ref_model.tflite")!r})
 s.run(np.zeros((2, 49, 10, 1), np.float32))
 assert "onnxruntime" not in sys.modules, "a TFLite session imported onnxruntime"

@@ -9,9 +9,11 @@ import stat
 
 import pytest
 
-from edgekit import rundir, signing
-from edgekit.bundle import MANIFEST, bundle, load_bundle, manifest_digest
+from edgekit import rundir
+from edgekit.device import signing
+from edgekit.device.bundle import MANIFEST, load_bundle, manifest_digest
 from edgekit.errors import ConfigError, DataError
+from edgekit.pack import bundle
 
 from .conftest import edgekit
 

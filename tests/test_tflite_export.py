@@ -78,7 +78,7 @@ def exported(digits, tmp_path_factory):
 
 
 def _run(artifact, x):
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     return open_session(artifact.path).run(x)
 
@@ -112,7 +112,7 @@ def test_fp16_is_half_the_size_with_float_io(exported, digits):
     ratio = exported["fp16"].path.stat().st_size / exported["fp32"].path.stat().st_size
     assert 0.4 < ratio < 0.6, ratio
     assert _weight_types(exported["fp16"].path) == {"FLOAT16"}
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     s = open_session(exported["fp16"].path)
     assert s.input_dtype == np.float32 and s.input_shape == (1, 1, 8, 8)
@@ -124,7 +124,7 @@ def test_int8_is_full_integer_and_agrees_on_held_out_digits(exported, digits):
     a = exported["int8"]
     assert a.path.stat().st_size <= 0.35 * exported["fp32"].path.stat().st_size
     assert _weight_types(a.path) == {"INT8"}
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     s = open_session(a.path)
     assert s.input_dtype == np.int8  # int8 in and out, as on a microcontroller; run() takes float32
@@ -133,7 +133,7 @@ def test_int8_is_full_integer_and_agrees_on_held_out_digits(exported, digits):
 
 
 def test_metadata_round_trips_in_every_precision(exported):
-    from edgekit.runtime import open_session, read_metadata
+    from edgekit.device.runtime import open_session, read_metadata
 
     for precision, artifact in exported.items():
         assert read_metadata(artifact.path) == {**META, "precision": precision}
@@ -141,8 +141,8 @@ def test_metadata_round_trips_in_every_precision(exported):
 
 
 def test_metadata_is_replaced_not_duplicated(exported, tmp_path):
+    from edgekit.device.runtime import read_metadata
     from edgekit.export.tflite import embed_metadata
-    from edgekit.runtime import read_metadata
 
     again = embed_metadata(exported["fp32"].path.read_bytes(), "edgekit", b'{"v": 2}')
     (tmp_path / "m.tflite").write_bytes(again)
@@ -238,8 +238,8 @@ class Spiky(nn.Module):
 def test_int8_global_mean_gets_its_own_range_not_its_inputs(observer, tmp_path):
     """The keywords DS-CNN fell from 86.5 % to 13-65 % in int8 TFLite while a global mean shared its input's
     scale; with its own output range it keeps 86.4-86.8 %. Here: 0.88-0.90 agreement before the fix."""
+    from edgekit.device.runtime import open_session
     from edgekit.export.tflite import export_tflite
-    from edgekit.runtime import open_session
 
     interpreter = pytest.importorskip("ai_edge_litert.interpreter")
     torch.manual_seed(0)

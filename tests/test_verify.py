@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit.verify import judge, parity
+from edgekit.device.verify import judge, parity
 
 
 def test_parity_numbers_on_known_outputs():

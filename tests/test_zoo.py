@@ -94,8 +94,8 @@ EXPORTS = [  # small inputs: the exporter's time goes into tracing, the same at 
 @pytest.mark.parametrize("name, args, shape", EXPORTS, ids=[e[0] for e in EXPORTS])
 def test_zoo_model_exports_to_fp32_onnx_with_parity(tmp_path, name, args, shape):
     pytest.importorskip("onnxruntime")
+    from edgekit.device.runtime import open_session
     from edgekit.export.onnx import export_onnx_fp32
-    from edgekit.runtime import open_session
 
     torch.manual_seed(0)
     model = build(name, args).eval()

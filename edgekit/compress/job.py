@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 from edgekit import isolate, rundir
-from edgekit.artifact import Artifact, model_metadata
 from edgekit.compress import diagnose, samples, search, source
 from edgekit.compress.clock import GRACE, TIME_LIMIT, Clock
 from edgekit.compress.onnx_files import (
@@ -44,6 +43,7 @@ from edgekit.compress.onnx_files import (
 )
 from edgekit.compress.recommend import recommend, recommendation_lines
 from edgekit.compress.workspace import Workspace, fingerprint, open_workspace
+from edgekit.device.artifact import Artifact, model_metadata
 from edgekit.errors import CheckFailed, ConfigError, DataError
 
 FORMATS = ("onnx", "tflite")
@@ -183,6 +183,10 @@ def compress(opts: Options) -> Path:
     clock.lap("verify")
     _bench(entries, ev.x, opts, clock)
     clock.lap("benchmark")
+    from edgekit.audit import audit_all
+
+    audit_all(entries, ev.x[:1], reference_onnx=src.onnx_path, log=log)
+    clock.lap("per-operator audit")
     cpu_note = _cpu_note()
     for e in entries:
         e["diagnostics"] = diagnose.facts(e["path"], e["format"], ref_ops)
@@ -302,7 +306,7 @@ def _reference_outputs(src: source.Source, x: np.ndarray) -> np.ndarray:
     if src.kind == "torch":
         out = _torch_outputs(src.torch_model, x)
     else:
-        from edgekit.runtime import open_session
+        from edgekit.device.runtime import open_session
 
         out = open_session(src.onnx_path, runtime="onnxruntime", threads=2).run(x)
     if out.ndim != 2:
@@ -471,8 +475,8 @@ def _verify(artifacts: list[Artifact], ev: samples.Samples, reference: np.ndarra
     - every precision against the original (``reference``) by the task metric within the budget: accuracy
       with labels, top-1 agreement without.
     """
-    from edgekit.runtime import open_session, runtimes_for
-    from edgekit.verify import parity
+    from edgekit.device.runtime import open_session, runtimes_for
+    from edgekit.device.verify import parity
 
     tolerance = 1e-3 * max(1.0, float(np.abs(own_reference).max()))
     entries = []
@@ -512,8 +516,8 @@ def _verify(artifacts: list[Artifact], ev: samples.Samples, reference: np.ndarra
 
 def _bench(entries: list[dict], x: np.ndarray, opts: Options, clock: Clock) -> None:
     """Latency of every artifact, timed side by side per format and runtime; iterations sized to the time left."""
+    from edgekit.device.runtime import open_session
     from edgekit.recipe import BenchSpec
-    from edgekit.runtime import open_session
     from edgekit.stages import bench_all
 
     live = [e for e in entries if Path(e["path"]).exists()]

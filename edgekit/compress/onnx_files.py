@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 from edgekit import rundir
-from edgekit.artifact import Artifact
 from edgekit.compress import search
+from edgekit.device.artifact import Artifact
 from edgekit.errors import DataError, first_line
 
 

@@ -9,7 +9,7 @@ def _pct(v: float | None) -> str:
 
 
 def markdown(res: dict, *, plot: bool = False) -> str:
-    from edgekit.report import skipped_section, speed_section, table
+    from edgekit.report import cpu_of, skipped_section, speed_section, table
 
     o = res["models"]["original"]
     d = res["data"]
@@ -18,8 +18,8 @@ def markdown(res: dict, *, plot: bool = False) -> str:
         f"# {res['recipe']} — edgekit compress report",
         "",
         f"Output `{res['run_dir']}`, {res['created']}, edgekit {res['edgekit_version']}. Every number below was "
-        f"measured in this run on {res['environment']['machine']['platform']} "
-        f"({res['environment']['machine']['cpus']} CPUs), in {res['seconds']:.0f} s.",
+        f"measured in this run on {cpu_of(res)}, in {res['seconds']:.0f} s. Where each artifact's time goes, "
+        "operator by operator: report.html.",
         "",
         f"**Result: {'PASSED' if res['passed'] else 'FAILED'}** — budget: {res['budget'] * 100:.2f} points of "
         f"{metric} on the evaluation data.",

@@ -210,13 +210,13 @@ def _limit(s: Samples, limit: int | None, seed: int) -> Samples:
 
 
 def _npy(path: Path) -> Samples:
-    from edgekit.arrays import read_npy
+    from edgekit.device.arrays import read_npy
 
     return Samples(_inputs(read_npy(path), path), None, str(path))
 
 
 def _npz(path: Path) -> Samples:
-    from edgekit.arrays import read_npz
+    from edgekit.device.arrays import read_npz
 
     arrays = read_npz(path)
     key = next((k for k in ("x", "inputs", "input", "data") if k in arrays), None)
@@ -262,8 +262,8 @@ MAX_BYTES = 4 * 2**30  # float32 bytes of all the images of one data set in memo
 
 
 def _images(files: list[Path], input_shape: list[int] | None, pixels: Pixels, metadata: dict) -> tuple[np.ndarray, str]:
-    from edgekit import preprocess
     from edgekit.data.image_folder import read_images
+    from edgekit.device import preprocess
 
     if not input_shape or any(d is None for d in input_shape[1:]):
         raise ConfigError(f"{files[0].parent}: images need the model's input size; give --input-shape, "
@@ -292,8 +292,7 @@ def _images(files: list[Path], input_shape: list[int] | None, pixels: Pixels, me
 
 
 def _wavs(files: list[Path], input_shape: list[int] | None, metadata: dict) -> tuple[np.ndarray, str]:
-    from edgekit import audio, features
-
+    from edgekit.device import audio, features
     spec = metadata.get("preprocess") if metadata.get("preprocess", {}).get("kind") == "mfcc" else None
     clip = spec["clip_samples"] if spec else 16000
     waves = np.zeros((len(files), clip), np.float32)

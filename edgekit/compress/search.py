@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.device.verify import parity
 from edgekit.errors import DataError, describe
-from edgekit.verify import parity
 
 DEFAULT_CALIB = 256  # samples the first attempts calibrate on
 MAX_CALIB = 2048  # "more calibration samples" uses up to this many
@@ -85,7 +85,7 @@ class Gate:
 
 def evaluate(candidate: Candidate, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray, gate: Gate) -> None:
     """Run the candidate on the evaluation inputs (onnxruntime, 2 threads) and apply the gate."""
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     out = open_session(candidate.path, threads=2).run(x)
     rep = parity(reference, out, y)
@@ -258,8 +258,8 @@ def quantize_loadable(source: Path, c: Candidate, samples, metadata: dict, optio
     stays float and the candidate is made again, at most ``tries`` times. The remedy records what was left out."""
     import re
 
+    from edgekit.device.runtime import open_session
     from edgekit.export.onnx import quantize_onnx
-    from edgekit.runtime import open_session
 
     options = dict(options)
     for _ in range(tries):
@@ -300,8 +300,8 @@ def time_candidates(candidates: list[Candidate], fp32_path: str, runtime: str, x
                     budget_s: float = 20.0) -> None:
     """Every candidate against the fp32 model on ``runtime``, interleaved, so "the fastest within budget" is
     measured; the rounds are sized from one timed run so the whole comparison takes about ``budget_s``."""
-    from edgekit.bench import compare
-    from edgekit.runtime import open_session
+    from edgekit.device.bench import compare
+    from edgekit.device.runtime import open_session
 
     live = {c.name: (c.path, runtime) for c in candidates if c.path and Path(c.path).exists()}
     if not live:
@@ -443,7 +443,7 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
                       int8_options=options)
 
     def aeq(path, samples, float_ops=(), op_types=None):
-        from edgekit.artifact import METADATA_KEY, metadata_json
+        from edgekit.device.artifact import METADATA_KEY, metadata_json
         from edgekit.export.tflite import embed_metadata
 
         data = aeq_static_int8(fp32_tflite.read_bytes(), samples, float_ops=float_ops, op_types=op_types)

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from edgekit import isolate, rundir
-from edgekit.artifact import Artifact, model_metadata
 from edgekit.compress import outputs, samples, search
+from edgekit.device.artifact import Artifact, model_metadata
 from edgekit.errors import CheckFailed, DataError
 
 
 def reference_outputs(path: Path, feeds: samples.Feeds) -> list[np.ndarray]:
     """Every output of ``path`` (onnxruntime) for every sample, each output stacked over the samples."""
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     with open_session(path, runtime="onnxruntime", threads=2) as s:
         return run_all(s, feeds)
@@ -198,7 +198,7 @@ def _feeds(z, prefix: str) -> samples.Feeds:
 
 
 def _judge_candidate(c: search.Candidate, d: FeedsData, gate, names) -> None:
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     with open_session(c.path, threads=2) as s:
         got = run_all(s, d.x)
@@ -267,8 +267,8 @@ def _time(found: list, baseline: str, feed: dict) -> None:
 
 def time_feeds(paths: dict[str, str], feed: dict, *, threads: int = 1, rounds: int = 5, iterations: int = 40
                ) -> dict[str, float]:
-    """p50 ms of one call per model, interleaved round by round (as :func:`edgekit.bench.compare`)."""
-    from edgekit.runtime import open_session
+    """p50 ms of one call per model, interleaved round by round (as :func:`edgekit.device.bench.compare`)."""
+    from edgekit.device.runtime import open_session
 
     sessions = {k: open_session(p, threads=threads) for k, p in paths.items()}
     for s in sessions.values():
@@ -287,8 +287,8 @@ def time_feeds(paths: dict[str, str], feed: dict, *, threads: int = 1, rounds: i
 def tflite_job(*, onnx: str, data: str, out: str, precision: str, metadata: dict, gate: dict, work: str) -> dict:
     """Child job: TFLite of a several-input ONNX model through onnx2torch and litert-torch (fp32), then
     ai-edge-quantizer's static int8 calibrated on every float input (int8)."""
-    from edgekit.artifact import METADATA_KEY, metadata_json
     from edgekit.compress.search import Candidate, Gate
+    from edgekit.device.artifact import METADATA_KEY, metadata_json
     from edgekit.export.route_onnx2torch import onnx_to_tflite_several
     from edgekit.export.tflite import embed_metadata
 
@@ -344,7 +344,7 @@ def aeq_int8_feeds(flatbuffer: bytes, feeds: list[dict], names: list[str]) -> by
 
 def verify(artifacts, ev: samples.Feeds, reference: list[np.ndarray], gate, *, names, log) -> list[dict]:
     """Every artifact on every installed runtime, every output judged (:func:`edgekit.compress.outputs.judge`)."""
-    from edgekit.runtime import open_session, runtimes_for
+    from edgekit.device.runtime import open_session, runtimes_for
 
     entries = []
     for art in artifacts:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifact import METADATA_KEY
+from edgekit.device.artifact import METADATA_KEY
 from edgekit.errors import ConfigError, DataError, describe, first_line, require
 
 

@@ -94,7 +94,7 @@ def fastest_route(onnx: str, out: str, *, precision: str, calib: np.ndarray, met
     import collections
     import shutil
 
-    from edgekit.bench import compare
+    from edgekit.device.bench import compare
     from edgekit.errors import DataError, MissingDependency
     from edgekit.export.onnx_tflite import ROUTES, onnx_to_tflite
 

@@ -24,9 +24,9 @@ DATASETS.register("speech_commands", "edgekit.data.speech_commands:load")
 
 # How raw inputs become model inputs, by the ``kind`` of the pre-processing spec (numpy only: the device uses them).
 FEATURES = Registry("pre-processing kind")
-FEATURES.register("image", "edgekit.preprocess:apply")
+FEATURES.register("image", "edgekit.device.preprocess:apply")
 FEATURES.register("log_mel", "edgekit.data.logmel:apply")
-FEATURES.register("mfcc", "edgekit.features:apply")
+FEATURES.register("mfcc", "edgekit.device.features:apply")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Splits:
         if self.preprocess["kind"] == "log_mel":  # one window of frames, flattened: (1, frames * mels)
             return [1, self.preprocess["frames"] * self.preprocess["n_mels"]]
         if self.preprocess["kind"] == "mfcc":  # one 1 s clip: (1, 1, frames, coefficients)
-            from edgekit.features import frames_of
+            from edgekit.device.features import frames_of
 
             return [1, 1, frames_of(self.preprocess), self.preprocess["n_mfcc"]]
         c = self.preprocess["channels"]

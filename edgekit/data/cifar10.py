@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import preprocess
+from edgekit.device import preprocess
 from edgekit.errors import DataError
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))

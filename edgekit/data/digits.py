@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekit import preprocess
+from edgekit.device import preprocess
 from edgekit.errors import require
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import preprocess
 from edgekit.data.idx import find, read_idx
+from edgekit.device import preprocess
 from edgekit.errors import DataError
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import preprocess
+from edgekit.device import preprocess
 from edgekit.errors import DataError, require
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
@@ -46,7 +46,7 @@ def read_image(path: Path, *, size: tuple[int, int], channels: int) -> np.ndarra
     img = cv2.imdecode(blob, cv2.IMREAD_COLOR) if blob.size else None  # BGR, as a camera frame arrives
     if img is None:
         raise DataError(f"{path}: not an image OpenCV can decode")
-    from edgekit.preprocess import to_pixels
+    from edgekit.device.preprocess import to_pixels
 
     return to_pixels(img, size=size, channels=channels)
 

@@ -289,7 +289,7 @@ def load(root, spec):
     only that many are mixed.
     """
     from edgekit.data import Splits
-    from edgekit.features import fit_stats, mfcc_spec
+    from edgekit.device.features import fit_stats, mfcc_spec
 
     cfg, mix = Config(seed=spec.seed), Mix()
     words = load_words(root, cfg)

@@ -147,7 +147,7 @@ def mix_clip(rng: np.random.Generator, word: np.ndarray, label: int, *, mix: Mix
         level = 10 ** rng.uniform(-4, -1.3)  # from near-digital silence to a noisy room
         return np.clip(background(rng, sounds, mix) * level, -1, 1).astype(np.float32), SILENCE
     if new_voice and rng.random() < mix.warp_fraction:  # formant shift: a longer or shorter vocal tract
-        from edgekit.audio import resample
+        from edgekit.device.audio import resample
 
         word = resample(word, SAMPLE_RATE, int(SAMPLE_RATE * rng.uniform(*mix.warp)))
     if new_voice and rng.random() < mix.tilt_fraction:

@@ -39,7 +39,7 @@ def require_tools(engines=tuple(ENGINE_PACKAGES)) -> None:
 def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
     """Host-side polyphase resampling (scipy) of what the engines speak at 22.05/32/48 kHz.
 
-    Sharper than :func:`edgekit.audio.resample`, whose numpy-only filter exists for the device; the corpus
+    Sharper than :func:`edgekit.device.audio.resample`, whose numpy-only filter exists for the device; the corpus
     cache is keyed on the configuration, not on this code, so changing it would make caches disagree.
     """
     if rate == target:
@@ -181,7 +181,7 @@ ENGINES: dict[str, Callable[[str, list[tuple[str, float, float]]], list[bytes]]]
 def _decode(data: bytes, what: str) -> np.ndarray:
     if len(data) < 100:
         raise DataError(f"{what} produced no audio")
-    from edgekit.audio import parse_wav
+    from edgekit.device.audio import parse_wav
 
     x, rate = parse_wav(data, what)
     return _resample(x, rate, SAMPLE_RATE)

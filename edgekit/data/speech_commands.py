@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.audio import read_wav
 from edgekit.data.keywords import CLIP, KEYWORDS, LABELS
+from edgekit.device.audio import read_wav
 from edgekit.errors import DataError
 
 LISTS = ("validation_list.txt", "testing_list.txt")
@@ -48,7 +48,7 @@ def load(root, spec):
         DataError: ``data.root`` missing, the lists missing, no keyword folders, or a bad WAV (named).
     """
     from edgekit.data import Splits
-    from edgekit.features import fit_stats, mfcc_spec
+    from edgekit.device.features import fit_stats, mfcc_spec
 
     if not root:
         raise DataError("speech_commands: set data.root to the extracted Speech Commands v2 folder")

@@ -188,21 +188,20 @@ def requirements(b, dev, *, runtimes: list[str] | None = None, camera: bool = Fa
 
 
 def _bundle_files(b) -> list[tuple[Path, str]]:
-    from edgekit.bundle import MANIFEST
-    from edgekit.signing import SIGNATURE
+    from edgekit.device.bundle import MANIFEST
+    from edgekit.device.signing import SIGNATURE
 
     signed = [(b.path / SIGNATURE, SIGNATURE)] if (b.path / SIGNATURE).is_file() else []
     return [(b.path / MANIFEST, MANIFEST), *signed] + [(b.path / rel, rel) for rel in b.manifest["files"]]
 
 
-# The device's trusted-keys folder, as its shell finds it (edgekit.signing.trusted_dir on the device).
+# The device's trusted-keys folder, as its shell finds it (edgekit.device.signing.trusted_dir on the device).
 REMOTE_TRUSTED = '"${EDGEKIT_TRUSTED_KEYS:-${EDGEKIT_HOME:-$HOME/.config/edgekit}/trusted-keys}"'
 
 
 def _trust_step(b, tr: Transport, policy) -> list[Step]:
     """Install the public key that signed the bundle (trusted here) into the device's trusted-keys folder."""
-    from edgekit import signing
-
+    from edgekit.device import signing
     sig = b.signature or {}
     if sig.get("status") != "verified":
         return []  # unsigned (allowed): nothing to trust; the device is told --allow-unsigned
@@ -238,7 +237,7 @@ def plan(b, dev, tr: Transport, *, wheel: Path | None = None, wheelhouse: Path |
         tensorrt: on a profile with TensorRT, build and time engines with trtexec.
         benchmark_binary: adb: a local benchmark_model binary to push to the profile's path.
         results_dir: adb: the local folder the results are pulled into.
-        policy: the signature policy (edgekit.signing.Policy): the signer's public key is installed in the
+        policy: the signature policy (edgekit.device.signing.Policy): the signer's public key is installed in the
             device's trusted-keys folder; an unsigned bundle that the policy allows runs there with
             ``--allow-unsigned``.
 
@@ -330,7 +329,7 @@ def deploy(bundle, device=None, *, host: str | None = None, dry_run: bool = Fals
         remote_dir, python, system_site_packages, fresh, camera, runtimes, threads, iterations, tensorrt,
             benchmark_binary: see :func:`plan`.
         log: called with one line per step (default: print to stderr).
-        policy: which signatures to accept here (edgekit.signing.Policy, default: a trusted key's only);
+        policy: which signatures to accept here (edgekit.device.signing.Policy, default: a trusted key's only);
             the signer's public key is installed on the device, which checks the signature again.
 
     Returns:
@@ -347,7 +346,7 @@ def deploy(bundle, device=None, *, host: str | None = None, dry_run: bool = Fals
         True
     """
     from edgekit import devices
-    from edgekit.bundle import Bundle, load_bundle
+    from edgekit.device.bundle import Bundle, load_bundle
 
     # Verified again even when given a Bundle: files may have changed since it was loaded. Nothing has run yet.
     b = load_bundle(bundle.path if isinstance(bundle, Bundle) else bundle, policy=policy)

@@ -82,7 +82,7 @@ def parse_benchmark(text: str) -> dict:
 
 def check_sums(b, sha_stdout: str) -> list[str]:
     """Files whose sha256 on the device differs from the manifest's (or that it did not list)."""
-    from edgekit.bundle import MANIFEST
+    from edgekit.device.bundle import MANIFEST
 
     found = {}
     for line in sha_stdout.splitlines():
@@ -96,7 +96,7 @@ def check_sums(b, sha_stdout: str) -> list[str]:
         elif found[rel] != want["sha256"]:
             problems.append(f"{rel}: sha256 on the device differs from the manifest")
     from edgekit import rundir
-    from edgekit.signing import SIGNATURE
+    from edgekit.device.signing import SIGNATURE
 
     pushed = [MANIFEST] + ([SIGNATURE] if (b.path / SIGNATURE).is_file() else [])
     for rel in pushed:  # checked against this host's copies, whose signature the host verified

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifact import METADATA_KEY, Artifact, metadata_json
+from edgekit.device.artifact import METADATA_KEY, Artifact, metadata_json
 from edgekit.errors import DataError, require
 from edgekit.rundir import atomic_path, scratch
 
@@ -139,7 +139,7 @@ def export_onnx_fp32(model, example: np.ndarray, path: str | Path, *, metadata: 
         model: a PyTorch module in eval mode (CPU).
         example: one float32 input batch (N, C, H, W); only its shape matters.
         path: the .onnx file to write.
-        metadata: labels, input spec and pre-processing (edgekit.artifact.model_metadata).
+        metadata: labels, input spec and pre-processing (edgekit.device.artifact.model_metadata).
         calib: unused; accepted so every exporter has one signature.
 
     Returns:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifact import METADATA_KEY
+from edgekit.device.artifact import METADATA_KEY
 from edgekit.errors import (
     DataError,
     EdgekitError,
@@ -118,7 +118,7 @@ def _compare(source: _Source, got: np.ndarray, x: np.ndarray, tolerance: float, 
 
 
 def _check_tflite(source: _Source, tflite: Path, x: np.ndarray, tolerance: float) -> None:
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     try:
         with open_session(tflite, runtime="litert") as s:

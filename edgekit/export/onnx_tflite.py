@@ -71,7 +71,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifact import PRECISIONS, Artifact
+from edgekit.device.artifact import PRECISIONS, Artifact
 from edgekit.errors import (
     ConfigError,
     DataError,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifact import METADATA_KEY, metadata_json
+from edgekit.device.artifact import METADATA_KEY, metadata_json
 from edgekit.errors import (
     EdgekitError,
     describe,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifact import METADATA_KEY, metadata_json
+from edgekit.device.artifact import METADATA_KEY, metadata_json
 from edgekit.errors import (
     DataError,
     EdgekitError,
@@ -159,7 +159,7 @@ def onnx_to_tflite_several(onnx_path: str | Path, path: str | Path, *, feeds: li
     data = embed_metadata(flatbuffer, METADATA_KEY, metadata_json(metadata).encode("utf-8"), compact=True)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     with open_session(path, runtime="litert") as s:
         for f, ref in zip(feeds, refs, strict=True):

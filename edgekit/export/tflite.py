@@ -7,10 +7,10 @@
   ai-edge-quantizer comes with litert-torch.
 - int8: full integer quantization: int8 weights (per channel) and int8 activations calibrated on
   ``calib``; the input and output tensors are int8 too, as in the MLPerf Tiny reference models
-  (edgekit.runtime quantizes and dequantizes them, so callers still pass and get float32).
+  (edgekit.device.runtime quantizes and dequantizes them, so callers still pass and get float32).
 
 Every file carries the edgekit metadata as the TFLite ``Model.metadata`` entry "edgekit", read back by
-:func:`edgekit.runtime.read_metadata`. The input keeps the model's layout (NCHW) and a batch of 1.
+:func:`edgekit.device.runtime.read_metadata`. The input keeps the model's layout (NCHW) and a batch of 1.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.artifact import METADATA_KEY, PRECISIONS, Artifact, metadata_json
+from edgekit.device.artifact import METADATA_KEY, PRECISIONS, Artifact, metadata_json
 from edgekit.errors import ConfigError, DataError, close_matches, require
 from edgekit.rundir import atomic_path
 

@@ -39,7 +39,7 @@ def bench(path: str | Path, *, runtime: str | None = None, threads: int = 1, war
 
     Args:
         path: an .onnx or .tflite artifact.
-        runtime: a name from ``edgekit.runtime.RUNTIMES``; None picks the first installed for the format.
+        runtime: a name from ``edgekit.device.runtime.RUNTIMES``; None picks the first installed for the format.
         threads: the runtime's intra-op thread count.
         warmup: untimed runs first (allocations, caches, lazy kernel selection).
         iterations: timed runs.
@@ -52,7 +52,7 @@ def bench(path: str | Path, *, runtime: str | None = None, threads: int = 1, war
         >>> bench("model_int8.onnx", threads=1).p50_ms
         0.104
     """
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     path = Path(path)
     session = open_session(path, runtime=runtime, threads=threads)
@@ -84,7 +84,7 @@ def compare(paths: dict[str, tuple[str | Path, str]], *, threads: int = 1, round
     Returns:
         label → {"p50_ms", "p90_ms", "size_bytes", "runtime"}.
     """
-    from edgekit.runtime import open_session
+    from edgekit.device.runtime import open_session
 
     sessions = {k: open_session(p, runtime=rt, threads=threads) for k, (p, rt) in paths.items()}
     samples = {}

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifact import METADATA_KEY
+from edgekit.device.artifact import METADATA_KEY
+from edgekit.device.runtime import Runtime, Session, parse_metadata
 from edgekit.errors import DataError, first_line
-from edgekit.runtime import Runtime, Session, parse_metadata
 
 LITERT = Runtime(
     "litert",
     "tflite",
     module="ai_edge_litert.interpreter",
     extra="tflite",
-    opener="edgekit.runtime.tflite:open_litert",
+    opener="edgekit.device.runtime.tflite:open_litert",
     preference=20,
 )
 # tflite-runtime 2.14 (2023, the last release) needs numpy<2 and is ~4x slower than LiteRT on int8.
@@ -33,7 +33,7 @@ TFLITE_RUNTIME = Runtime(
     "tflite",
     module="tflite_runtime.interpreter",
     extra="tflite-legacy",
-    opener="edgekit.runtime.tflite:open_tflite_runtime",
+    opener="edgekit.device.runtime.tflite:open_tflite_runtime",
     preference=30,
 )
 

@@ -2,7 +2,7 @@
 
 Each frame is a BGR image of any size. It is turned into what the model was trained on exactly as
 the bundle's manifest says: converted to grayscale when the model takes one channel (RGB for three),
-resized to the model's input size with area averaging, then :func:`edgekit.preprocess.apply` (scale, mean, std, NCHW). The aspect ratio is not kept: a 4:3
+resized to the model's input size with area averaging, then :func:`edgekit.device.preprocess.apply` (scale, mean, std, NCHW). The aspect ratio is not kept: a 4:3
 frame is squeezed into the square input, as most camera demos of such models do. Nothing else is done: a Fashion-MNIST model expects a single centred item,
 light on a black background, as in its 28x28 training images, so point the camera at one item on a
 dark surface; an arbitrary scene gives an arbitrary (but honest) prediction.
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from edgekit import preprocess
+from edgekit.device import preprocess
 from edgekit.errors import ConfigError, DataError, MissingDependency, require
 
 DEFAULT_STREAM = "127.0.0.1:8080"
@@ -101,7 +101,7 @@ class Classifier:
         self.channels = int(self.spec["channels"])
 
     def open(self) -> Classifier:
-        from edgekit.runtime import open_session
+        from edgekit.device.runtime import open_session
 
         if self.session is None:
             self.session = open_session(self.art.path, runtime=self.runtime, threads=self.threads)
@@ -135,7 +135,7 @@ def choose(b, artifact: str | None = None, runtime: str | None = None):
         ConfigError: an unknown artifact or a runtime the bundle does not list for it.
         MissingDependency: no installed runtime runs any (or the named) artifact.
     """
-    from edgekit.runtime import RUNTIMES
+    from edgekit.device.runtime import RUNTIMES
 
     def runnable(a):
         names = [r for r in a.runtimes if r in RUNTIMES and RUNTIMES.get(r).installed()]
@@ -326,7 +326,7 @@ class CameraDemo:
                  frames: int | None = None, json_lines: bool = False, output: str | Path | None = None,
                  artifact: str | None = None, runtime: str | None = None, threads: int = 1, loop: bool = False,
                  max_fps: float | None = None, out=None):
-        from edgekit.bundle import Bundle, load_bundle
+        from edgekit.device.bundle import Bundle, load_bundle
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         if frames is not None and frames < 1:

@@ -4,7 +4,7 @@ Streaming path (the same for ``--wav FILE`` and the live microphone; only the so
 
 1. samples arrive in blocks of any size and go into a 1 s ring buffer (zeros before the first second);
 2. every ``hop_ms`` (default 200 ms) the last second is turned into the bundle's MFCC input
-   (:func:`edgekit.preprocess.apply` with the manifest's spec) and run through one artifact;
+   (:func:`edgekit.device.preprocess.apply` with the manifest's spec) and run through one artifact;
 3. posteriors are smoothed by averaging the last ``smooth`` windows (default 4, with ``threshold`` 0.7: chosen
    on validation voices, see KeywordSpotter; more smoothing lets a short word's peak sink below the threshold);
 4. peak picking: while the smoothed posterior of one keyword stays at or above ``threshold``, the
@@ -13,7 +13,7 @@ Streaming path (the same for ``--wav FILE`` and the live microphone; only the so
 
 A file is followed by 0.6 s of silence so that a word at its very end leaves the window and its event
 closes, as it would live. A file at another sample rate is resampled and a stereo file is averaged to
-mono (:mod:`edgekit.audio`); a missing, empty, truncated or non-PCM file is a one-line error (exit 2).
+mono (:mod:`edgekit.device.audio`); a missing, empty, truncated or non-PCM file is a one-line error (exit 2).
 
 Live input needs ``sounddevice`` (``pip install "edgekit[mic]"``) and PortAudio (Debian ``libportaudio2``).
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import preprocess
+from edgekit.device import preprocess
 from edgekit.errors import ConfigError, DataError, require
 
 NON_KEYWORDS = ("_silence_", "_unknown_")
@@ -80,8 +80,8 @@ class KeywordSpotter:
 
     def __init__(self, bundle, *, artifact: str | None = None, runtime: str | None = None, threads: int = 1,
                  hop_ms: float = 200.0, smooth: int = 4, threshold: float = 0.7, refractory_ms: float = 500.0):
-        from edgekit.bundle import Bundle, load_bundle
-        from edgekit.demos.camera import choose
+        from edgekit.device.bundle import Bundle, load_bundle
+        from edgekit.device.demos.camera import choose
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.spec = self.bundle.preprocess
@@ -116,7 +116,7 @@ class KeywordSpotter:
         self.busy_s = 0.0
 
     def open(self) -> KeywordSpotter:
-        from edgekit.runtime import open_session
+        from edgekit.device.runtime import open_session
 
         if self.session is None:
             self.session = open_session(self.art.path, runtime=self.runtime, threads=self.threads)
@@ -206,7 +206,7 @@ def spot_wav(bundle, wav: str | Path, **options) -> tuple[list[Detection], Strea
         >>> [d.keyword for d in spot_wav("bundles/x86", "commands.wav")[0]]
         ['yes', 'stop', 'go']
     """
-    from edgekit.audio import read_wav_rate, resample
+    from edgekit.device.audio import read_wav_rate, resample
 
     x, rate = read_wav_rate(wav)  # bad audio fails first, before the bundle's checksums and the runtime
     ks = KeywordSpotter(bundle, **options)

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.artifact import METADATA_KEY
+from edgekit.device.artifact import METADATA_KEY
+from edgekit.device.runtime import Runtime, Session, parse_metadata
 from edgekit.errors import DataError
-from edgekit.runtime import Runtime, Session, parse_metadata
 
 ONNXRUNTIME = Runtime(
     "onnxruntime",
     "onnx",
     module="onnxruntime",
     extra="onnx",
-    opener="edgekit.runtime.onnxrt:open_onnxruntime",
+    opener="edgekit.device.runtime.onnxrt:open_onnxruntime",
     preference=10,
 )
 

@@ -98,7 +98,7 @@ def check_artifacts(artifacts, x: np.ndarray, y: np.ndarray | None, reference_of
     The loop that ``edgekit run`` and ``edgekit compress`` share; they differ only in the gate.
 
     Args:
-        artifacts: edgekit.artifact.Artifact objects (files on disk).
+        artifacts: edgekit.device.artifact.Artifact objects (files on disk).
         reference_of: ``reference_of(artifact)`` -> the reference outputs on ``x`` it must match.
         judge_one: ``judge_one(artifact, report)`` -> (passed, reason) for one runtime's ParityReport.
 
@@ -111,8 +111,8 @@ def check_artifacts(artifacts, x: np.ndarray, y: np.ndarray | None, reference_of
     from dataclasses import asdict
 
     from edgekit import rundir
+    from edgekit.device.runtime import open_session, runtimes_for
     from edgekit.errors import CheckFailed
-    from edgekit.runtime import open_session, runtimes_for
 
     entries = []
     for art in artifacts:
@@ -143,18 +143,19 @@ def check_artifacts(artifacts, x: np.ndarray, y: np.ndarray | None, reference_of
 
 
 def verify_artifacts(paths: list[str], *, reference: str | None = None, data: str | None = None,
-                     recipe: str | None = None, budget: float = 0.01, limit: int | None = None
-                     ) -> list[tuple[str, ParityReport, str]]:
+                     arrays: tuple[np.ndarray, np.ndarray | None] | None = None, budget: float = 0.01,
+                     limit: int | None = None) -> list[tuple[str, ParityReport, str]]:
     """Run artifacts (and an optional reference artifact) on labelled data; judge each against the budget.
 
-    Device side: needs a runtime and numpy, not torch (unless ``recipe`` names a data set that does).
+    Device side: needs a runtime and numpy, not torch. The host's ``edgekit verify --recipe`` loads the
+    recipe's held-out split itself and passes it as ``arrays``.
 
     Args:
         paths: .onnx / .tflite files.
         reference: an artifact whose outputs are the reference; without it, outputs are compared with themselves
             and only accuracy means something.
         data: an .npz with ``x`` (pre-processed float32 inputs) and optionally ``y`` (int labels).
-        recipe: a recipe whose data set's held-out test split is used instead of ``data``.
+        arrays: ``(x, y)`` already in memory (``y`` may be None), instead of ``data``.
         budget: allowed accuracy drop against the reference.
         limit: at most this many samples.
 
@@ -162,21 +163,18 @@ def verify_artifacts(paths: list[str], *, reference: str | None = None, data: st
         (path, ParityReport, verdict) per artifact; verdict is "ok" or the reason it failed.
 
     Raises:
-        ConfigError: neither or both of ``data`` and ``recipe``.
+        ConfigError: neither or both of ``data`` and ``arrays``.
         DataError: unreadable data or artifacts.
     """
     from pathlib import Path
 
+    from edgekit.device.runtime import open_session
     from edgekit.errors import ConfigError
-    from edgekit.runtime import open_session
 
-    if (data is None) == (recipe is None):
+    if (data is None) == (arrays is None):
         raise ConfigError("verify needs exactly one of --data FILE.npz or --recipe RECIPE")
-    if recipe is not None:
-        from edgekit import data as datasets
-        from edgekit import recipe as recipes
-
-        x, y = datasets.load(recipes.load(recipe).data).tensors("test")
+    if arrays is not None:
+        x, y = arrays
     else:
         x, y = _read_inputs(Path(data))
     if limit:
@@ -199,12 +197,12 @@ def verify_artifacts(paths: list[str], *, reference: str | None = None, data: st
 def _read_inputs(path) -> tuple[np.ndarray, np.ndarray | None]:
     """Model inputs (and labels) from a file: an ``.npz`` with ``x`` (and ``y``), or an ``.npy`` of inputs alone.
 
-    Never unpickles (edgekit.arrays): a data file from elsewhere cannot run code.
+    Never unpickles (edgekit.device.arrays): a data file from elsewhere cannot run code.
 
     Raises:
         DataError: missing, unreadable, or not holding numeric inputs, in one line.
     """
-    from edgekit.arrays import read_arrays
+    from edgekit.device.arrays import read_arrays
     from edgekit.errors import DataError
 
     loaded = read_arrays(path)

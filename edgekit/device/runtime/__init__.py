@@ -4,7 +4,7 @@ This package never imports torch. A runtime is imported only when a session is o
 ``pip install edgekit[onnx]`` or ``edgekit[tflite]`` alone is enough to run and time an artifact.
 
 Example:
-    >>> from edgekit.runtime import open_session
+    >>> from edgekit.device.runtime import open_session
     >>> with open_session("model_int8.tflite", threads=2) as s:
     ...     logits = s.run(x)  # x: float32 (N, ...), batch N
 """
@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.artifact import METADATA_KEY
+from edgekit.device.artifact import METADATA_KEY
 from edgekit.errors import DataError, MissingDependency
 from edgekit.registry import Registry
 
 SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
 _TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite file
 # Each module reads its format's embedded metadata with the standard library alone (no runtime needed).
-_FORMAT_MODULES = {"onnx": "edgekit.runtime.onnxrt", "tflite": "edgekit.runtime.tflite"}
+_FORMAT_MODULES = {"onnx": "edgekit.device.runtime.onnxrt", "tflite": "edgekit.device.runtime.tflite"}
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,9 @@ class Runtime:
 
 
 RUNTIMES = Registry("runtime")
-RUNTIMES.register("onnxruntime", "edgekit.runtime.onnxrt:ONNXRUNTIME")
-RUNTIMES.register("litert", "edgekit.runtime.tflite:LITERT")
-RUNTIMES.register("tflite-runtime", "edgekit.runtime.tflite:TFLITE_RUNTIME")
+RUNTIMES.register("onnxruntime", "edgekit.device.runtime.onnxrt:ONNXRUNTIME")
+RUNTIMES.register("litert", "edgekit.device.runtime.tflite:LITERT")
+RUNTIMES.register("tflite-runtime", "edgekit.device.runtime.tflite:TFLITE_RUNTIME")
 
 
 class Session:

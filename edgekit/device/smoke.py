@@ -42,7 +42,7 @@ def smoke(bundle_dir, *, runtimes: list[str] | None = None, threads: int = 1, wa
         iterations: timed batch-1 runs.
         fp32_tolerance: max abs diff allowed for fp32 artifacts against the host outputs.
         min_agreement: top-1 agreement with the host outputs required for fp16 and int8 artifacts.
-        policy: which signatures to accept (edgekit.signing.Policy; default: trusted keys only).
+        policy: which signatures to accept (edgekit.device.signing.Policy; default: trusted keys only).
 
     Returns:
         The smoke report (a JSON-ready dict): environment, one result per artifact and runtime with
@@ -56,10 +56,10 @@ def smoke(bundle_dir, *, runtimes: list[str] | None = None, threads: int = 1, wa
         >>> smoke("bundles/rpi5", threads=1)["passed"]
         True
     """
-    from edgekit.bench import bench
-    from edgekit.bundle import load_bundle
-    from edgekit.runtime import RUNTIMES, open_session
-    from edgekit.verify import parity
+    from edgekit.device.bench import bench
+    from edgekit.device.bundle import load_bundle
+    from edgekit.device.runtime import RUNTIMES, open_session
+    from edgekit.device.verify import parity
 
     t0 = time.perf_counter()
     b = load_bundle(bundle_dir, policy=policy)  # every checksum and the signature first: nothing below runs on a tampered bundle
@@ -121,8 +121,7 @@ def smoke(bundle_dir, *, runtimes: list[str] | None = None, threads: int = 1, wa
 
 def check_preprocessing(spec: dict, golden: dict) -> dict | None:
     """Does the manifest's pre-processing, run here, turn the golden raw pixels (or waveforms) into the host's inputs?"""
-    from edgekit import preprocess
-
+    from edgekit.device import preprocess
     if spec.get("kind") not in ("image", "mfcc") or "raw" not in golden:
         return None
     try:
@@ -150,7 +149,7 @@ def environment() -> dict:
 
 def format_report(rep: dict) -> str:
     """The smoke report as a small table."""
-    from edgekit.signing import describe
+    from edgekit.device.signing import describe
 
     env = rep["environment"]
     lines = [f"smoke test of {rep['bundle']} on {env['platform']} (python {env['python']}, {env['cpus']} CPUs): "

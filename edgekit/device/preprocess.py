@@ -53,9 +53,8 @@ def apply(spec: dict, raw: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: when the pixels do not have the spec's size or channel count.
     """
-    if spec.get("kind") == "mfcc":  # raw = float waveforms (N, samples): keyword spotting (edgekit.features)
-        from edgekit import features
-
+    if spec.get("kind") == "mfcc":  # raw = float waveforms (N, samples): keyword spotting (edgekit.device.features)
+        from edgekit.device import features
         return features.apply(spec, raw)
     if spec.get("kind") != "image":
         raise ValueError(f"unsupported pre-processing kind {spec.get('kind')!r}")
