@@ -117,6 +117,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    if args.rules:
+        return _verify_rules(args)
     from edgekit.device.verify import verify_artifacts
 
     arrays = None
@@ -135,6 +137,26 @@ def cmd_verify(args) -> int:
         print(f"{name}: accuracy {acc}, top-1 agreement {rep.top1_agreement:.4f}, max abs diff "
               f"{rep.max_abs_diff:.2e} over {rep.samples} samples -> {verdict}")
         bad += verdict != "ok"
+    return 1 if bad else 0
+
+
+def _verify_rules(args) -> int:
+    """Static rules a runtime puts on a file's graph (TensorRT: symmetric int8 Q/DQ where it fuses)."""
+    from edgekit.export.onnx_tensorrt import check
+
+    bad = 0
+    for path in args.artifacts:
+        if not str(path).endswith(".onnx"):
+            raise ConfigError(f"{path}: --rules tensorrt checks ONNX files; TensorRT does not read .tflite")
+        found = check(path)
+        bad += bool(found)
+        print(f"{path}: {'follows' if not found else f'{len(found)} nodes break'} TensorRT's explicit-quantization "
+              "rules")
+        for v in found:
+            print(f"  {v}")
+    if (args.data or args.recipe) and not bad:
+        args.rules = None
+        return cmd_verify(args)
     return 1 if bad else 0
 
 
@@ -516,8 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("bench", help="latency and size of artifacts on every installed runtime (no torch needed)",
                         description="Batch-1 latency after a warm-up: median and p90 over --iterations runs.")
     sp.add_argument("artifacts", nargs="+", help=".onnx or .tflite files")
-    sp.add_argument("--runtime", type=_csv, help="comma-separated: onnxruntime, litert, tflite-runtime "
-                                                 "(default: every installed one for the format)")
+    sp.add_argument("--runtime", type=_csv, help="comma-separated: onnxruntime, litert, tflite-runtime, "
+                                                 "tensorrt (default: every installed one for the format)")
     sp.add_argument("--threads", type=_threads, default=[1], help="comma-separated thread counts (default: 1)")
     sp.add_argument("--warmup", type=_count(0), default=20, help="untimed runs first (default: 20)")
     sp.add_argument("--iterations", type=_count(1), default=200, help="timed runs (default: 200)")
@@ -535,6 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--budget", type=float, default=0.01,
                     help="allowed accuracy drop against the reference (default: 0.01 = 1 point)")
     sp.add_argument("--limit", type=_count(1), help="use at most this many samples")
+    sp.add_argument("--rules", choices=["tensorrt"],
+                    help="check each ONNX file's graph against a runtime's rules and name every node that breaks "
+                         "them (tensorrt: int8 zero points 0, per-channel weight scales on the output-channel axis, "
+                         "Q/DQ on Conv/Gemm/MatMul inputs and both inputs of a residual Add, none before operators "
+                         "TensorRT cannot fuse); with --data or --recipe, the accuracy check follows")
     sp.set_defaults(func=cmd_verify)
 
     sp = sub.add_parser("report", help="print the report table of a finished run folder")

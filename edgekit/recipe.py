@@ -25,7 +25,8 @@ SCHEMA_VERSION = 1
 AUGMENTATIONS = ("hflip", "crop", "specaugment")  # train.augment names; edgekit.train.batches.Augment applies them
 
 
-EXPORT_TARGETS = ("onnx:fp32", "onnx:int8", "tflite:fp32", "tflite:fp16", "tflite:int8")  # edgekit.export.EXPORTERS
+EXPORT_TARGETS = ("onnx:fp32", "onnx:int8", "onnx:int8_tensorrt", "tflite:fp32", "tflite:fp16",
+                  "tflite:int8")  # edgekit.export.EXPORTERS
 RUNTIME_NAMES = ("onnxruntime", "litert", "tflite-runtime")  # edgekit.device.runtime.RUNTIMES
 
 

@@ -268,7 +268,9 @@ def plan(b, dev, tr: Transport, *, wheel: Path | None = None, wheelhouse: Path |
     install = (f"{pip} {index}--find-links {remote_path(wdir)} {whl} {' '.join(shlex.quote(r) for r in reqs)}".rstrip()
                + f" && {pip} --no-index --no-deps --force-reinstall {whl}")  # same version number, new code
     create = (f"{'rm -rf ' + remote_path(venv) + ' && ' if fresh else ''}if [ ! -x {remote_path(vpy)} ]; then "
-              f"{remote_path(py)} -m venv {'--system-site-packages ' if system_site_packages else ''}"
+              f"{remote_path(py)} -m venv "
+              # JetPack installs TensorRT's Python package into the system Python, nowhere else
+              f"{'--system-site-packages ' if system_site_packages or (tensorrt and 'tensorrt' in dev.runtimes) else ''}"
               f"{remote_path(venv)}; fi")
     smoke = (f"{remote_path(vpy)} -m edgekit smoke {remote_path(bdir)} --json --threads {int(threads)} "
              f"--iterations {int(iterations)}" + (f" --runtime {shlex.quote(','.join(chosen))}" if chosen else "")
@@ -285,9 +287,12 @@ def plan(b, dev, tr: Transport, *, wheel: Path | None = None, wheelhouse: Path |
         Step("smoke test", tuple(tr.shell(smoke)), capture="smoke", ok_codes=(0, 1), timeout=1800),
     ]
     if tensorrt and "tensorrt" in dev.runtimes:
-        from edgekit.deploy.jetson import trtexec_steps
+        from edgekit.deploy.jetson import golden_step, trtexec_steps
 
         steps += trtexec_steps(b, dev, tr, bdir, iterations=max(int(iterations), 100))
+        golden = golden_step(b, tr, vpy, bdir, iterations=iterations,
+                             allow_unsigned=(b.signature or {}).get("status") != "verified")
+        steps += [golden] if golden else []
     return steps
 
 
@@ -491,6 +496,13 @@ def _python_body(b, dev, tr: Transport, outputs: dict) -> dict:
         body["tensorrt"] = [{"artifact": k.split(":")[1], "mode": k.split(":")[2],
                              **parse_trtexec(outputs[k]["stdout"], outputs[k]["returncode"])} for k in trt]
         passed = passed and all(r["passed"] for r in body["tensorrt"])
+    if "tensorrt-smoke" in outputs:  # golden pairs through TensorRT's Python API, with its latency
+        out = outputs["tensorrt-smoke"]
+        found = [ln for ln in out["stdout"].splitlines() if ln.startswith("{")]
+        body["tensorrt_golden"] = (json.loads(found[-1]) if found else
+                                   {"passed": False, "problems": [f"exit {out['returncode']}: "
+                                                                  f"{_last_line(out['stderr'])}"]})
+        passed = passed and bool(body["tensorrt_golden"].get("passed"))
     body["passed"] = passed
     return body
 

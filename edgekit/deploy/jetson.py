@@ -1,9 +1,13 @@
-"""Jetson: TensorRT engines built and timed on the device with NVIDIA's ``trtexec``.
+"""Jetson: TensorRT engines built and timed on the device with NVIDIA's ``trtexec``, then the golden pairs.
 
-Engines are tied to the GPU and the TensorRT version, so they are built where they run, from the
-bundle's ONNX fp32 file: one fp32 engine and one fp16 engine (``--fp16``). edgekit's ONNX int8 file
-is not used: its activations are uint8 with zero points, and TensorRT accepts only symmetric int8
-Q/DQ. The timings (``Latency`` and ``GPU Compute Time`` lines) are parsed from trtexec's output.
+Engines are tied to the GPU and the TensorRT version, so they are built where they run: from the bundle's
+ONNX fp32 file an fp32 engine and an fp16 engine (``--fp16``), and from its TensorRT-ready int8 file
+(``onnx_int8_tensorrt``: symmetric int8 Q/DQ, edgekit.export.onnx_tensorrt) an int8 engine (``--int8
+--fp16``: the Q/DQ nodes carry the scales, the layers they do not cover may run in fp16). edgekit's
+onnxruntime int8 file is not used: its activations are uint8 with zero points, which TensorRT refuses.
+The timings (``Latency`` and ``GPU Compute Time`` lines) are parsed from trtexec's output; then
+``edgekit smoke --runtime tensorrt`` runs the bundle's golden pairs through TensorRT's Python API on the
+device (edgekit.device.runtime.tensorrt), which builds and caches its own engines the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import PurePosixPath
 from edgekit.deploy.transports import Step, Transport, flag_path, remote_path
 
 MODES = ("fp32", "fp16")  # engine precisions built from the fp32 ONNX file
+INT8_MODES = ("int8",)  # and from the TensorRT-ready int8 file
 WARMUP_MS = 500  # trtexec --warmUp is in milliseconds
 
 
@@ -32,6 +37,8 @@ def trtexec_argv(binary: str, onnx: str, engine: str, *, input_name: str, shape:
             f"--warmUp={WARMUP_MS}", f"--iterations={int(iterations)}", "--duration=0"]
     if mode == "fp16":
         argv.append("--fp16")
+    elif mode == "int8":
+        argv += ["--int8", "--fp16"]
     return argv
 
 
@@ -46,7 +53,7 @@ def trtexec_steps(b, dev, tr: Transport, bdir: str, *, iterations: int = 200) ->
             continue
         rel = art.path.relative_to(b.path).as_posix()
         onnx = f"{bdir}/{rel}"
-        for mode in MODES:
+        for mode in INT8_MODES if art.precision == "int8_tensorrt" else MODES:
             engine = f"{edir}/{PurePosixPath(rel).stem}.{mode}.engine"
             argv = trtexec_argv(binary, onnx, engine, input_name=b.input.get("name", "input"),
                                 shape=b.input["shape"], mode=mode, iterations=iterations)
@@ -58,6 +65,16 @@ def trtexec_steps(b, dev, tr: Transport, bdir: str, *, iterations: int = 200) ->
             steps.append(Step(f"tensorrt {art.name} {mode}", tuple(tr.shell(cmd)),
                               capture=f"trtexec:{art.name}:{mode}", ok_codes=(), timeout=3600))
     return steps
+
+
+def golden_step(b, tr: Transport, vpy: str, bdir: str, *, iterations: int, allow_unsigned: bool) -> Step | None:
+    """The bundle's golden pairs through TensorRT on the device (needs JetPack's tensorrt in the venv)."""
+    if not any("tensorrt" in a.runtimes for a in b.artifacts):
+        return None
+    cmd = (f"{remote_path(vpy)} -m edgekit smoke {remote_path(bdir)} --json --runtime tensorrt "
+           f"--iterations {int(iterations)}" + (" --allow-unsigned" if allow_unsigned else ""))
+    # A failure (no GPU, a layer TensorRT lacks) is a result for the report, like a failed trtexec build.
+    return Step("tensorrt golden pairs", tuple(tr.shell(cmd)), capture="tensorrt-smoke", ok_codes=(), timeout=3600)
 
 
 # "[I] Latency: ..." but not "[I] H2D Latency: ...": the name must follow the log prefix directly.

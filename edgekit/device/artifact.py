@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FORMATS = ("onnx", "tflite")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "int8_tensorrt")  # int8_tensorrt: symmetric int8 Q/DQ for TensorRT
 METADATA_KEY = "edgekit"  # key of the JSON metadata inside every artifact (ONNX metadata_props, TFLite metadata)
 
 
@@ -18,7 +18,7 @@ class Artifact:
     Attributes:
         path: the file on disk.
         format: "onnx" or "tflite".
-        precision: "fp32", "fp16" or "int8".
+        precision: "fp32", "fp16", "int8" or "int8_tensorrt" (ONNX with TensorRT's symmetric int8 Q/DQ).
         role: "compressed" for what the run ships, "baseline" for the dense model kept for comparison.
     """
 

@@ -62,6 +62,7 @@ RUNTIMES = Registry("runtime")
 RUNTIMES.register("onnxruntime", "edgekit.device.runtime.onnxrt:ONNXRUNTIME")
 RUNTIMES.register("litert", "edgekit.device.runtime.tflite:LITERT")
 RUNTIMES.register("tflite-runtime", "edgekit.device.runtime.tflite:TFLITE_RUNTIME")
+RUNTIMES.register("tensorrt", "edgekit.device.runtime.tensorrt:TENSORRT")  # NVIDIA GPUs; never the default
 
 
 class Session:
