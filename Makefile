@@ -7,7 +7,7 @@ RECIPE ?= recipes/fashion_mnist_resnet8.yaml
 # torch is pinned to a range that the local CPU build satisfies (a wider one pulls a multi-GB CUDA build).
 TORCH  := torch>=2.4,<2.14
 
-.PHONY: help setup system venv device-venv caches onnx2tf-env run test test-fast test-slow fuzz bench bench-onnx-tflite bench-zoo dist lint clean
+.PHONY: help setup system venv web-deps device-venv caches onnx2tf-env run test test-fast test-slow fuzz bench bench-onnx-tflite bench-zoo dist lint clean
 
 help:
 	@echo "make run        set up, then run the default recipe ($(RECIPE)) end to end"
@@ -20,7 +20,7 @@ help:
 	@echo "make lint       ruff"
 	@echo "make clean      remove virtual environments and run folders"
 
-setup: system venv
+setup: system venv web-deps
 
 system:
 	bash scripts/setup-system.sh
@@ -33,6 +33,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[all]"
 	$(BIN)/pip install -q --no-deps "onnx2torch==1.5.15"  # ONNX -> PyTorch; its deps would pull a CUDA torch + torchvision
+	touch $@
+
+# What the browser page of `edgekit demo web` loads (onnxruntime-web), pinned in web/package-lock.json and
+# served from web/node_modules: installed here, never fetched from a CDN at run time.
+web-deps: web/node_modules/.installed
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
 # The device side alone: no torch, as on a Raspberry Pi. Tests prove edgekit works there.
@@ -77,6 +85,7 @@ test-slow: setup device-venv caches
 bench: setup
 	$(BIN)/python bench/run_all.py
 	$(BIN)/python bench/camera_fps.py
+	$(BIN)/python bench/web_latency.py  # the bundle in headless Chromium (onnxruntime-web) against native onnxruntime
 	$(BIN)/python bench/kws_rtf.py  # the mic demo's real-time factor; MLPerf KWS reference next to it
 	$(BIN)/python bench/kws_stream.py  # keywords found in order and false detections/min, 33 held-out recordings
 	$(BIN)/python bench/kws_noise.py  # per-keyword accuracy vs noise level: which misses are noise, which are voices

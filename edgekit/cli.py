@@ -412,6 +412,27 @@ def cmd_demo_mic(args) -> int:
     return 0
 
 
+def cmd_demo_web(args) -> int:
+    from edgekit.device.web.server import WebDemo
+
+    demo = WebDemo(_load_bundle(args), host=args.host, port=args.port, artifact=args.artifact)
+    names = ", ".join(a.name for a in demo.artifacts)
+    print(f"serving {demo.url} ({names} in onnxruntime-web); open it in a browser"
+          + (f" on this machine, or on a phone after `adb reverse tcp:{args.port} tcp:{args.port}`"
+             if args.host in ("127.0.0.1", "localhost") else ""), flush=True)
+    report = demo.serve(once=args.once, timeout=args.timeout)
+    if report is None:
+        return 0
+    for r in report["results"]:
+        if r.get("runtime") is None:
+            print(f"{r.get('artifact')}: FAILED: {r.get('verdict')}")
+        else:
+            print(f"{r['artifact']}: {'ok' if r['passed'] else 'FAILED'}: {r['verdict']}; p50 {r['p50_ms']:.3f} ms, "
+                  f"p90 {r['p90_ms']:.3f} ms ({r['runtime']} {r['backend']}, {r['threads']} thread(s))")
+    print(f"report: {demo.report_path}")
+    return 0 if json.loads(demo.report_path.read_text())["passed"] else 1
+
+
 def _floats(text: str) -> list[float]:
     try:
         return [float(eval_fraction(t)) for t in _csv(text)]
@@ -720,6 +741,24 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--seconds", type=float, help="live: stop after this many seconds (default: until Ctrl-C)")
     trust_args(dp)
     dp.set_defaults(func=cmd_demo_mic)
+
+    dp = demos.add_parser("web", help="the bundle in a browser: golden pairs and latency in onnxruntime-web",
+                          description="Serve one page, the bundle's ONNX artifacts and onnxruntime-web's files "
+                                      "(installed at set-up by `make web-deps`; nothing from a CDN). The page runs "
+                                      "the golden pairs through each artifact in the browser's WebAssembly runtime "
+                                      "with the smoke test's criteria, times each, and posts the result back: "
+                                      "deploy-report-<device>-web.json beside the bundle, shown by `edgekit "
+                                      "report`. On a phone: `adb reverse tcp:PORT tcp:PORT`, then open "
+                                      "http://localhost:PORT/ there.")
+    dp.add_argument("bundle", help="a bundle folder with at least one ONNX artifact")
+    dp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    dp.add_argument("--port", type=_count(1), default=8080, help="port (default: 8080)")
+    dp.add_argument("--artifact", help="serve this artifact only (default: every ONNX artifact of the bundle)")
+    dp.add_argument("--once", action="store_true", help="stop after the first report the page posts (exit 1 when "
+                                                        "it failed)")
+    dp.add_argument("--timeout", type=float, help="with --once: give up after this many seconds (exit 2)")
+    trust_args(dp)
+    dp.set_defaults(func=cmd_demo_web)
 
     sp = sub.add_parser("schema", help="the recipe format as a JSON Schema, for editors that complete and check YAML",
                         description="Print (or write) the JSON Schema of recipe files: every key, its type, range "

@@ -26,6 +26,10 @@ PACKAGES=(
   fonts-dejavu-core       # a font for that browser, so its screenshots have text in them
 )
 
+# node and npm install the browser page's runtime (web/package.json); a machine with NodeSource's nodejs
+# (which bundles npm) keeps it, anything else gets Debian's.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

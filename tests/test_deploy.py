@@ -257,7 +257,8 @@ def test_jetson_builds_fp32_and_fp16_engines_with_trtexec(bundles):
         "--shapes=input:1x1x8x8", "--warmUp=500", "--iterations=200", "--duration=0", "--fp16"]
     steps = plan(b, dev, transport_for(dev, host="nvidia@jetson.local"), remote_dir="/opt/ek")
     trt = [s for s in steps if s.name.startswith("tensorrt")]
-    assert [s.name for s in trt] == ["tensorrt onnx_fp32 fp32", "tensorrt onnx_fp32 fp16"]  # not the uint8 QDQ int8
+    assert [s.name for s in trt] == ["tensorrt onnx_fp32 fp32", "tensorrt onnx_fp32 fp16",  # not the uint8 QDQ int8
+                                     "tensorrt golden pairs"]
     assert trt[1].argv[-1] == (
         "mkdir -p /opt/ek/bundles/jetson_orin_nano.engines && /usr/src/tensorrt/bin/trtexec "
         "--onnx=/opt/ek/bundles/jetson_orin_nano/artifacts/model_fp32.onnx "

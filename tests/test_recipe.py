@@ -73,7 +73,7 @@ def test_missing_file_and_non_mapping(tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ("bench.threads=[1, two, 2.5]", "bench.threads[1] = 'two': expected an integer"),
-    ("export.targets=[tflite:int4]", "must be one of onnx:fp32, onnx:int8, tflite:fp32, tflite:fp16, tflite:int8. "
+    ("export.targets=[tflite:int4]", "must be one of onnx:fp32, onnx:int8, onnx:int8_tensorrt, tflite:fp32, tflite:fp16, tflite:int8. "
                                      "Did you mean 'tflite:int8'?"),
     ("bench.runtimes=[onnxrutime]", "Did you mean 'onnxruntime'?"),
     ("data.size=[28]", "data.size = [28]: expected 2 values"),

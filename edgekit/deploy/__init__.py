@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit import __version__, rundir
+from edgekit import __version__
 from edgekit.deploy.transports import (  # noqa: F401 - DeployError, TRANSPORTS, transport_for re-exported
     TRANSPORTS,
     AdbTransport,
@@ -47,6 +47,7 @@ from edgekit.deploy.transports import (  # noqa: F401 - DeployError, TRANSPORTS,
     remote_path,
     transport_for,
 )
+from edgekit.device.bundle import save_device_report
 from edgekit.errors import CheckFailed, ConfigError, close_matches
 
 REPORT_SCHEMA = 1
@@ -409,7 +410,7 @@ def deploy(bundle, device=None, *, host: str | None = None, dry_run: bool = Fals
         "timings_s": timings, "seconds": round(time.perf_counter() - t_start, 3),
         "commands": [s.render() for s in steps],
     }
-    path = save_report(b, report)
+    path = save_device_report(b, report)
     return DeployResult(dev.name, tr.describe(), tuple(steps), False, report, path)
 
 
@@ -507,22 +508,6 @@ def _python_body(b, dev, tr: Transport, outputs: dict) -> dict:
     return body
 
 
-def save_report(b, report: dict) -> Path:
-    """Write ``deploy-report-<device>.json`` next to the bundle, and into the run folder when it is here."""
-    path = b.path.parent / f"deploy-report-{report['device']}.json"
-    rundir.write_json(path, report)
-    run = Path(b.manifest.get("run", {}).get("dir") or "")
-    results = run / "results.json"
-    if run.parts and results.is_file():
-        try:
-            same = json.loads(results.read_text()).get("recipe_digest") == b.manifest["recipe"]["digest"]
-        except (OSError, ValueError):
-            same = False
-        if same:
-            rundir.write_json(run / "deploy" / f"{report['device']}.json", report)
-    return path
-
-
 def check_result(result: DeployResult) -> None:
     """Raise CheckFailed when the smoke test failed (the report is saved first)."""
     if result.report is not None and not result.passed:
@@ -532,4 +517,4 @@ def check_result(result: DeployResult) -> None:
 
 
 __all__ = ["TRANSPORTS", "DeployError", "DeployResult", "SshTransport", "Step", "build_wheel", "check_result",
-           "deploy", "flag_path", "plan", "remote_path", "requirements", "save_report", "transport_for"]
+           "deploy", "flag_path", "plan", "remote_path", "requirements", "save_device_report", "transport_for"]

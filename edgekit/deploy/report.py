@@ -51,7 +51,8 @@ def section(run_dir: str | Path) -> str:
             if r.get("runtime") is None:
                 rows.append([r["artifact"], "-", "", "", "", "", "", "", "FAIL: " + r["verdict"]])
                 continue
-            host = _host_p50(rep, r["artifact"], r["runtime"], r.get("threads", 1))
+            # a browser's row is compared with the native runtime it stands for (onnxruntime-web -> onnxruntime)
+            host = _host_p50(rep, r["artifact"], r.get("native_runtime") or r["runtime"], r.get("threads", 1))
             acc = f"{r['accuracy']:.4f}" if r.get("accuracy") is not None else "n/a"
             rows.append([r["artifact"], f"{r['runtime']} {r.get('threads', 1)}T", f"{r['top1_agreement']:.4f}",
                          f"{r['max_abs_diff']:.1e}", acc, f"{r['p50_ms']:.3f}",

@@ -192,6 +192,26 @@ def _inside(root: Path, rel: str) -> Path | None:
     return root.joinpath(*p.parts)
 
 
+def save_device_report(b: Bundle, report: dict) -> Path:
+    """Write ``deploy-report-<device>.json`` next to the bundle, and into the run folder when it is here.
+
+    Used by ``edgekit deploy`` (the device is the profile's name) and by the browser page of ``edgekit demo
+    web`` (``<device>-web``); ``edgekit report RUN`` shows every one of them under "On the device".
+    """
+    path = b.path.parent / f"deploy-report-{report['device']}.json"
+    rundir.write_json(path, report)
+    run = Path(b.manifest.get("run", {}).get("dir") or "")
+    results = run / "results.json"
+    if run.parts and results.is_file():
+        try:
+            same = json.loads(results.read_text()).get("recipe_digest") == b.manifest["recipe"]["digest"]
+        except (OSError, ValueError):
+            same = False
+        if same:
+            rundir.write_json(run / "deploy" / f"{report['device']}.json", report)
+    return path
+
+
 def summary(b: Bundle) -> str:
     """A few lines describing a bundle, for the CLI."""
     size = sum(f["size_bytes"] for f in b.manifest["files"].values())
@@ -210,4 +230,4 @@ def summary(b: Bundle) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Bundle", "BundleArtifact", "load_bundle", "manifest_digest", "summary"]
+__all__ = ["Bundle", "BundleArtifact", "load_bundle", "save_device_report", "manifest_digest", "summary"]
