@@ -71,7 +71,9 @@ function show(r) {
 
 async function main() {
   const t0 = performance.now();
-  const threads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  const asked = parseInt(new URLSearchParams(location.search).get("threads") || "0", 10);  // ?threads=N
+  const most = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  const threads = asked > 0 ? Math.min(asked, most) : most;
   ort.env.wasm.wasmPaths = "/ort/";
   ort.env.wasm.numThreads = threads;
   const golden = await (await fetch("/bundle/golden.json")).json();
