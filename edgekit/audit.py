@@ -139,17 +139,14 @@ def _top(rows: list[dict]) -> list[dict]:
     return [*rows[: TOP - 1], other]
 
 
-def audit_all(entries: list[dict], sample: np.ndarray, reference_onnx: str | Path | None = None, log=None) -> None:
-    """Add ``audit`` to each results entry (the artifacts were verified and timed already)."""
-    ref_ops = None
-    if reference_onnx is not None:
-        try:
-            from edgekit.compress.diagnose import onnx_ops
+def audit_all(entries: list[dict], sample: np.ndarray, reference_ops: collections.Counter | None = None,
+              log=None) -> None:
+    """Add ``audit`` to each results entry (the artifacts were verified and timed already).
 
-            ref_ops = onnx_ops(reference_onnx)
-        except Exception:  # without the reference, the audit just has no "transposes added"
-            ref_ops = None
+    ``reference_ops``: the fp32 ONNX model's operator counts (edgekit.compress.diagnose.onnx_ops), for the
+    Transposes each artifact added; without them the audit has no "transposes added".
+    """
     for e in entries:
-        e["audit"] = audit(e["path"], e["format"], sample, reference_ops=ref_ops)
+        e["audit"] = audit(e["path"], e["format"], sample, reference_ops=reference_ops)
         if log and "error" in e["audit"]:
             log(f"{e['name']}: no per-operator audit ({e['audit']['error']})")

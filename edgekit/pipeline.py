@@ -148,9 +148,10 @@ def run(recipe: Recipe, *, out: str | Path = "runs", resume: str | Path | None =
     # 6. bench every artifact on every installed runtime for its format
     bench_all(recipe, entries, x_test[:1])
     from edgekit.audit import audit_all
+    from edgekit.compress.diagnose import onnx_ops
 
-    audit_all(entries, x_test[:1], reference_onnx=next((e["path"] for e in entries if e["format"] == "onnx"
-                                                        and e["precision"] == "fp32"), None), log=log)
+    fp32_onnx = next((e["path"] for e in entries if e["format"] == "onnx" and e["precision"] == "fp32"), None)
+    audit_all(entries, x_test[:1], reference_ops=onnx_ops(fp32_onnx) if fp32_onnx else None, log=log)
 
     # 7. report
     from edgekit import report

@@ -185,7 +185,7 @@ def compress(opts: Options) -> Path:
     clock.lap("benchmark")
     from edgekit.audit import audit_all
 
-    audit_all(entries, ev.x[:1], reference_onnx=src.onnx_path, log=log)
+    audit_all(entries, ev.x[:1], reference_ops=ref_ops, log=log)  # ref_ops: counted once, above
     clock.lap("per-operator audit")
     cpu_note = _cpu_note()
     for e in entries:

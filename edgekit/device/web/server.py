@@ -14,13 +14,13 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
+from edgekit.device.smoke import FP32_TOLERANCE, MIN_AGREEMENT  # the page judges as the smoke test does
 from edgekit.errors import ConfigError, DataError, MissingDependency
 
 STATIC = Path(__file__).with_name("static")
 RUNTIME_ENV = "EDGEKIT_WEB_RUNTIME"  # a folder holding onnxruntime-web's dist files, instead of the checkout's
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 MAX_REPORT_BYTES = 1 << 20
-FP32_TOLERANCE, MIN_AGREEMENT = 1e-3, 0.95  # the smoke test's criteria (edgekit.device.smoke)
 
 
 def runtime_dir() -> Path:
