@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,3 +47,44 @@ def digits_run(tmp_path_factory) -> Path:
     (out / "stderr.log").write_text(proc.stderr)  # for the test that edgekit prints only its own lines
     (run,) = list((out / "digits_resnet8").iterdir())
     return run
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for servers the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chromium() -> str:
+    """Debian's chromium (scripts/setup-system.sh installs it): required in CI, a skip elsewhere."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    if os.environ.get("CI"):
+        pytest.fail("CI must install Debian's chromium (scripts/setup-system.sh does)")
+    pytest.skip("no chromium: run `make system`")
+
+
+@pytest.fixture(scope="session")
+def kws_bundle(tmp_path_factory):
+    """A DS-CNN keyword bundle trained briefly on the synthesized corpus (cached in .cache/keywords): ONNX fp32,
+    TFLite fp32, TFLite int8, for the x86_64_linux profile. Shared read-only by the mic demo's and the web page's tests."""
+    from edgekit.data import keywords
+
+    missing = keywords.missing_requirements()
+    if missing:
+        pytest.skip(f"the keywords corpus needs {', '.join(missing)} (scripts/setup-system.sh)")
+
+    out = tmp_path_factory.mktemp("kws_runs")
+    proc = edgekit("run", str(RECIPES / "kws_dscnn.yaml"), "--out", str(out),
+                   "--set", f"data.root={ROOT / '.cache' / 'keywords'}", "--set", "data.limit_train=4000",
+                   "--set", "train.epochs=20", "--set", "prune.enabled=false", "--set", "distill.enabled=false",
+                   "--set", "export.targets=[onnx:fp32,tflite:fp32,tflite:int8]", "--set", "export.baseline=false",
+                   "--set", "bench.threads=[1]", "--set", "bench.iterations=20", "--set", "verify.budget=0.05")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = list((out / "kws_dscnn").iterdir())
+    bundle = out / "bundle"
+    proc = edgekit("bundle", str(run), "--device", "x86_64_linux", "--out", str(bundle))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return bundle

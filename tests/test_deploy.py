@@ -24,7 +24,7 @@ from edgekit.devices import load as load_device
 from edgekit.errors import ConfigError, DataError
 from edgekit.pack import bundle
 
-from .conftest import ROOT, edgekit
+from .conftest import ROOT, edgekit, free_port
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 WHEELHOUSE = ROOT / ".cache" / "wheelhouse"  # gitignored; filled once with `pip download`, reused afterwards
@@ -35,12 +35,6 @@ def bundles(digits_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("bundles")
     return {name: bundle(digits_run, name, root / name) for name in ("x86_64_linux", "android_arm64",
                                                                      "jetson_orin_nano")}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +48,7 @@ def sshd(tmp_path_factory):
     for name in ("host_key", "user_key"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
     (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
-    port = _free_port()
+    port = free_port()
     (d / "sshd_config").write_text(f"""\
 Port {port}
 ListenAddress 127.0.0.1

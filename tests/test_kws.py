@@ -103,30 +103,6 @@ def test_demo_mic_refuses_bad_audio_with_one_line_and_exit_2(tmp_path, kws_bundl
     assert proc.returncode == 2 and "not a bundle" in proc.stderr
 
 
-@pytest.fixture(scope="module")
-def kws_bundle(tmp_path_factory):
-    """A DS-CNN keyword bundle trained briefly on the synthesized corpus (cached in .cache/keywords)."""
-    from edgekit.data import keywords
-    from tests.conftest import RECIPES, ROOT
-
-    missing = keywords.missing_requirements()
-    if missing:
-        pytest.skip(f"the keywords corpus needs {', '.join(missing)} (scripts/setup-system.sh)")
-
-    out = tmp_path_factory.mktemp("kws_runs")
-    proc = edgekit("run", str(RECIPES / "kws_dscnn.yaml"), "--out", str(out),
-                   "--set", f"data.root={ROOT / '.cache' / 'keywords'}", "--set", "data.limit_train=4000",
-                   "--set", "train.epochs=20", "--set", "prune.enabled=false", "--set", "distill.enabled=false",
-                   "--set", "export.targets=[onnx:fp32]", "--set", "export.baseline=false",
-                   "--set", "bench.threads=[1]", "--set", "bench.iterations=20", "--set", "verify.budget=0.05")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (run,) = list((out / "kws_dscnn").iterdir())
-    bundle = out / "bundle"
-    proc = edgekit("bundle", str(run), "--device", "x86_64_linux", "--out", str(bundle))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return bundle
-
-
 @pytest.mark.slow
 def test_streaming_finds_held_out_voices_keywords_in_order(kws_bundle, tmp_path):
     from edgekit.data import keywords

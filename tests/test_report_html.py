@@ -7,17 +7,16 @@ needs the network, or that a browser cannot lay out, fails here and not on a use
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import struct
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from edgekit import report_html
 from edgekit.audit import delegated_ops
+
+from .conftest import chromium
 
 # Anything a browser would fetch from elsewhere: a scheme with a host, or a protocol-relative reference.
 OUTSIDE = re.compile(r"""\b(?:https?|wss?|ftp):|(?:src|href|action)\s*=\s*["']?\s*//|url\(\s*["']?\s*//|@import""",
@@ -26,15 +25,6 @@ OUTSIDE = re.compile(r"""\b(?:https?|wss?|ftp):|(?:src|href|action)\s*=\s*["']?\
 
 def outside_urls(page: str) -> list[str]:
     return [m.group(0) for m in OUTSIDE.finditer(page)]
-
-
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path:
-        return path
-    if os.environ.get("CI"):
-        pytest.fail("CI must install Debian's chromium (scripts/setup-system.sh does)")
-    pytest.skip("no chromium: run `make system`")
 
 
 def browse(page: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:

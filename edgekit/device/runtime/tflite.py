@@ -192,6 +192,49 @@ def embedded_metadata(data: bytes, key: str, *, where: Path) -> bytes | None:
         raise DataError(f"{where}: not a valid TFLite file (truncated or corrupt: {exc})") from None
 
 
+_MODEL_SUBGRAPHS = 2
+_SUBGRAPH_TENSORS, _SUBGRAPH_INPUTS, _SUBGRAPH_OUTPUTS = 0, 1, 2
+_TENSOR_SHAPE, _TENSOR_TYPE, _TENSOR_NAME, _TENSOR_QUANTIZATION = 0, 1, 3, 4
+_QUANT_SCALE, _QUANT_ZERO_POINT = 2, 3
+TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8"}
+
+
+def io_tensors(data: bytes, *, where: Path) -> dict[str, list[dict]]:
+    """The first subgraph's input and output tensors: name, type, shape and (per-tensor) scale and zero point.
+
+    What a runtime without quantization details needs to feed a full-int8 file float data as ``run`` does here:
+    LiteRT.js in the browser reports a tensor's type and shape but not its scale (``edgekit demo web`` sends
+    these to the page). ``scale`` is None for a float tensor.
+
+    Raises:
+        DataError: the bytes are not a TFLite flatbuffer or are truncated.
+    """
+    fb = _Flatbuffer(data)
+    try:
+        if data[4:8] != b"TFL3":
+            raise ValueError("no TFL3 file identifier")
+        graph = fb.tables(fb.root(), _MODEL_SUBGRAPHS)[0]
+        tensors = fb.vector(graph, _SUBGRAPH_TENSORS)
+
+        def describe(i: int) -> dict:
+            t = fb.table_at(tensors, i)
+            q = fb._field(t, _TENSOR_QUANTIZATION)
+            scale = zero = None
+            if q:
+                q = q + fb._u32(q)
+                scales, zeros = fb.numbers(q, _QUANT_SCALE, "<f"), fb.numbers(q, _QUANT_ZERO_POINT, "<q")
+                if scales:
+                    scale, zero = float(scales[0]), int(zeros[0]) if zeros else 0
+            kind = fb.scalar(t, _TENSOR_TYPE, "<b")
+            return {"name": fb.string(t, _TENSOR_NAME), "type": TENSOR_TYPES.get(kind, f"type {kind}"),
+                    "shape": fb.numbers(t, _TENSOR_SHAPE, "<i"), "scale": scale, "zero_point": zero}
+
+        return {"inputs": [describe(i) for i in fb.numbers(graph, _SUBGRAPH_INPUTS, "<i")],
+                "outputs": [describe(i) for i in fb.numbers(graph, _SUBGRAPH_OUTPUTS, "<i")]}
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{where}: not a valid TFLite file (truncated or corrupt: {exc})") from None
+
+
 def _buffer(fb: _Flatbuffer, buffer: int, file_size: int) -> tuple[int, int]:
     """(start, end) of a Buffer's bytes in the file, inline or at its ``offset``."""
     offset, size = fb.scalar(buffer, _BUFFER_OFFSET, "<Q"), fb.scalar(buffer, _BUFFER_SIZE, "<Q")
@@ -258,6 +301,12 @@ class _Flatbuffer:
         if start + n > len(self.data):
             raise IndexError("a vector runs past the end of the file")
         return bytes(self.data[start : start + n])
+
+    def numbers(self, table: int, index: int, fmt: str) -> list:
+        """A vector of scalars (``fmt`` one struct code, e.g. "<i"), [] when absent."""
+        start, n = self.vector(table, index)
+        size = struct.calcsize(fmt)
+        return [self._read(fmt, start + size * i) for i in range(n)]
 
     def string(self, table: int, index: int) -> str:
         return self.blob(table, index).decode("utf-8")
