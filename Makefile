@@ -85,7 +85,7 @@ test-slow: setup device-venv caches
 bench: setup
 	$(BIN)/python bench/run_all.py
 	$(BIN)/python bench/camera_fps.py
-	$(BIN)/python bench/web_latency.py  # the bundle in headless Chromium (onnxruntime-web) against native onnxruntime
+	$(BIN)/python bench/web_latency.py  # the bundle in headless Chromium (onnxruntime-web, LiteRT.js) against native onnxruntime and LiteRT
 	$(BIN)/python bench/kws_rtf.py  # the mic demo's real-time factor; MLPerf KWS reference next to it
 	$(BIN)/python bench/kws_stream.py  # keywords found in order and false detections/min, 33 held-out recordings
 	$(BIN)/python bench/kws_noise.py  # per-keyword accuracy vs noise level: which misses are noise, which are voices

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -293,6 +294,8 @@ def cmd_deploy(args) -> int:
 
     if args.emulate:
         return _emulated(args.bundle, args.device or _bundle_device(args.bundle), args.json, _policy(args))
+    if args.web:
+        return _deploy_web(args)
 
     result = deploy(args.bundle, args.device, host=args.host, dry_run=args.dry_run, ssh_options=_ssh_options(args),
                     wheelhouse=args.wheelhouse, remote_dir=args.remote_dir, python=args.python,
@@ -319,6 +322,40 @@ def cmd_deploy(args) -> int:
         print(f"deployed to {result.device} ({result.target}) in {rep['seconds']:.1f} s; report: {result.report_path}")
     check_result(result)
     return 0
+
+
+def _deploy_web(args) -> int:
+    """deploy --web: the bundle's page in the phone's browser over adb (edgekit.deploy.web)."""
+    from edgekit import devices
+    from edgekit.deploy.transports import transport_for
+    from edgekit.deploy.web import deploy_web
+
+    b = _load_bundle(args)
+    dev = devices.load(args.device or b.device)
+    if dev.name != b.device:
+        raise ConfigError(f"{b.path} was bundled for '{b.device}', not '{dev.name}': "
+                          f"make one with edgekit bundle RUN --device {dev.name} --out DIR")
+    tr = transport_for(dev, host=args.host, ssh_options=tuple(_ssh_options(args)))
+    result = deploy_web(b, dev, tr, port=args.port, artifact=args.artifact, timeout=args.timeout,
+                        demo_seconds=args.demo_seconds, dry_run=args.dry_run)
+    if result.dry_run:
+        print(f"# deploy {args.bundle} to {result.device}'s browser via {result.target} (dry run: nothing was run)")
+        print(f"# serve\nedgekit demo web {shlex.quote(str(b.path))} --port {args.port}")
+        for step in result.steps:
+            print(f"# {step.name}\n{step.render()}")
+        return 0
+    _print_web_results(result.report)
+    print(f"report: {result.report_path}")
+    return 0 if result.passed else 1
+
+
+def _print_web_results(report: dict) -> None:
+    for r in report["results"]:
+        if r.get("runtime") is None:
+            print(f"{r.get('artifact')}: FAILED: {r.get('verdict')}")
+        else:
+            print(f"{r['artifact']}: {'ok' if r['passed'] else 'FAILED'}: {r['verdict']}; p50 {r['p50_ms']:.3f} ms, "
+                  f"p90 {r['p90_ms']:.3f} ms ({r['runtime']} {r['backend']}, {r['threads']} thread(s))")
 
 
 def _bundle_device(bundle_dir: str) -> str:
@@ -415,20 +452,18 @@ def cmd_demo_mic(args) -> int:
 def cmd_demo_web(args) -> int:
     from edgekit.device.web.server import WebDemo
 
-    demo = WebDemo(_load_bundle(args), host=args.host, port=args.port, artifact=args.artifact)
-    names = ", ".join(a.name for a in demo.artifacts)
-    print(f"serving {demo.url} ({names} in onnxruntime-web); open it in a browser"
+    demo = WebDemo(_load_bundle(args), host=args.host, port=args.port, artifact=args.artifact, https=args.https)
+    names = ", ".join(f"{a.name} in {'onnxruntime-web' if a.format == 'onnx' else 'LiteRT.js'}" for a in demo.artifacts)
+    print(f"serving {demo.url} ({names}); open it in a browser"
           + (f" on this machine, or on a phone after `adb reverse tcp:{args.port} tcp:{args.port}`"
              if args.host in ("127.0.0.1", "localhost") else ""), flush=True)
+    if demo.fingerprint:
+        print(f"self-signed certificate, SHA-256 {demo.fingerprint}: the browser warns once; check that it shows "
+              "this fingerprint before you accept", flush=True)
     report = demo.serve(once=args.once, timeout=args.timeout)
     if report is None:
         return 0
-    for r in report["results"]:
-        if r.get("runtime") is None:
-            print(f"{r.get('artifact')}: FAILED: {r.get('verdict')}")
-        else:
-            print(f"{r['artifact']}: {'ok' if r['passed'] else 'FAILED'}: {r['verdict']}; p50 {r['p50_ms']:.3f} ms, "
-                  f"p90 {r['p90_ms']:.3f} ms ({r['runtime']} {r['backend']}, {r['threads']} thread(s))")
+    _print_web_results(report)
     print(f"report: {demo.report_path}")
     return 0 if json.loads(demo.report_path.read_text())["passed"] else 1
 
@@ -662,6 +697,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--iterations", type=_count(1), default=50, help="timed runs per artifact on the device (default: 50)")
     sp.add_argument("--benchmark-binary", metavar="FILE", help="adb: TFLite benchmark_model binary to push first")
     sp.add_argument("--no-tensorrt", action="store_true", help="Jetson: skip building TensorRT engines")
+    sp.add_argument("--web", action="store_true",
+                    help="Android: prove the bundle in the phone's browser instead (adb reverse tcp:PORT, open "
+                         "http://localhost:PORT/ there: golden pairs and latency in onnxruntime-web and LiteRT.js, "
+                         "report deploy-report-DEVICE-web.json), then the camera or microphone demo on the phone")
+    sp.add_argument("--port", type=_count(1), default=8080, help="--web: port served here and forwarded (default: 8080)")
+    sp.add_argument("--artifact", help="--web: this artifact only (default: every ONNX and TFLite artifact)")
+    sp.add_argument("--timeout", type=float, default=600, help="--web: seconds to wait for the page's report "
+                                                                "(default: 600)")
+    sp.add_argument("--demo-seconds", type=float, help="--web: keep serving the phone's demo this long after the "
+                                                       "report (default: until Ctrl-C; 0: no demo)")
     sp.add_argument("--json", action="store_true", help="print the whole report as JSON")
     trust_args(sp)
     sp.set_defaults(func=cmd_deploy)
@@ -742,18 +787,25 @@ def build_parser() -> argparse.ArgumentParser:
     trust_args(dp)
     dp.set_defaults(func=cmd_demo_mic)
 
-    dp = demos.add_parser("web", help="the bundle in a browser: golden pairs and latency in onnxruntime-web",
-                          description="Serve one page, the bundle's ONNX artifacts and onnxruntime-web's files "
-                                      "(installed at set-up by `make web-deps`; nothing from a CDN). The page runs "
-                                      "the golden pairs through each artifact in the browser's WebAssembly runtime "
-                                      "with the smoke test's criteria, times each, and posts the result back: "
-                                      "deploy-report-<device>-web.json beside the bundle, shown by `edgekit "
-                                      "report`. On a phone: `adb reverse tcp:PORT tcp:PORT`, then open "
-                                      "http://localhost:PORT/ there.")
-    dp.add_argument("bundle", help="a bundle folder with at least one ONNX artifact")
+    dp = demos.add_parser("web", help="the bundle in a browser (a phone's too): golden pairs, latency, camera or "
+                                      "microphone demo",
+                          description="Serve one page, the bundle's ONNX and TFLite artifacts and the browser runtimes "
+                                      "(onnxruntime-web, LiteRT.js; installed at set-up by `make web-deps`, nothing "
+                                      "from a CDN). The page runs the golden pairs through each artifact in the "
+                                      "browser's WebAssembly runtime with the smoke test's criteria, times each, "
+                                      "posts the result back (deploy-report-<device>-web.json beside the bundle, "
+                                      "shown by `edgekit report`), then starts the camera demo (image bundles) or "
+                                      "the microphone demo (keyword bundles) on the fastest artifact that passed. "
+                                      "Page options: ?artifact=NAME (demo on this one), ?threads=N, ?demo=0. On a "
+                                      "phone over USB: `edgekit deploy BUNDLE --device android_arm64 --web` (adb "
+                                      "reverse, opens the page); on a LAN: --host 0.0.0.0 --https.")
+    dp.add_argument("bundle", help="a bundle folder with at least one ONNX or TFLite artifact")
     dp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     dp.add_argument("--port", type=_count(1), default=8080, help="port (default: 8080)")
-    dp.add_argument("--artifact", help="serve this artifact only (default: every ONNX artifact of the bundle)")
+    dp.add_argument("--artifact", help="serve this artifact only (default: every ONNX and TFLite artifact)")
+    dp.add_argument("--https", action="store_true", help="serve over HTTPS with edgekit's self-signed certificate "
+                                                         "(kept in $EDGEKIT_HOME/web-tls; its SHA-256 fingerprint "
+                                                         "is printed): the camera and microphone on a LAN phone")
     dp.add_argument("--once", action="store_true", help="stop after the first report the page posts (exit 1 when "
                                                         "it failed)")
     dp.add_argument("--timeout", type=float, help="with --once: give up after this many seconds (exit 2)")

@@ -23,11 +23,13 @@ def golden_pixels(b) -> np.ndarray:
 
 
 def write_y4m(path: str | Path, frames: np.ndarray, *, fps: int = 10) -> Path:
-    """Write uint8 frames (N, H, W) gray or (N, H, W, 3) RGB as a YUV4MPEG2 4:2:0 file (full-range BT.601).
+    """Write uint8 frames (N, H, W) or (N, H, W, 1) gray or (N, H, W, 3) RGB as a YUV4MPEG2 4:2:0 file (full-range BT.601).
 
     H and W must be even (4:2:0 halves the chroma planes).
     """
     f = np.asarray(frames)
+    if f.ndim == 4 and f.shape[3] == 1:
+        f = f[..., 0]
     if f.ndim == 3:
         f = np.repeat(f[..., None], 3, axis=3)
     n, h, w, _ = f.shape

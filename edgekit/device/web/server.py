@@ -107,10 +107,19 @@ def web_artifacts(b, name: str | None = None):
     return arts
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that drops its connection (a phone locking its screen, plain HTTP to --https) is not an error
+    of the demo's: no traceback on the console."""
+
+    def handle_error(self, request, client_address):
+        pass
+
+
 class WebDemo:
     """One server for one bundle; ``report`` is set when the page has posted its measurements."""
 
-    def __init__(self, b, *, host: str = "127.0.0.1", port: int = 8080, artifact: str | None = None):
+    def __init__(self, b, *, host: str = "127.0.0.1", port: int = 8080, artifact: str | None = None,
+                 https: bool = False):
         self.bundle = b
         self.artifacts = web_artifacts(b, artifact)
         formats = {a.format for a in self.artifacts}
@@ -121,21 +130,37 @@ class WebDemo:
         self.report_path: Path | None = None
         self.received = threading.Event()
         try:
-            self.httpd = ThreadingHTTPServer((host, port), self._handler())
+            self.httpd = _QuietServer((host, port), self._handler())
         except OSError as exc:
             raise ConfigError(f"{host}:{port}: cannot listen there ({exc.strerror or exc}); "
                               "choose another --port or --host") from None
         self.httpd.daemon_threads = True
+        self.fingerprint: str | None = None
+        if https:  # a secure context on a LAN (the camera and microphone need one): edgekit's self-signed cert
+            from edgekit.device.web import tls
+
+            cert, key, self.fingerprint = tls.certificate(host)
+            self.httpd.socket = tls.server_context(cert, key).wrap_socket(
+                self.httpd.socket, server_side=True, do_handshake_on_connect=False)  # in the request's thread
 
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/"
+        scheme = "https" if self.fingerprint else "http"
+        return f"{scheme}://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}/"
+
+    def start(self) -> None:
+        """Serve in a background thread (until :meth:`stop`)."""
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
     def serve(self, *, once: bool = False, timeout: float | None = None) -> dict | None:
         """Serve until interrupted, or (``once``) until the page posts its report or ``timeout`` passes."""
-        t = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-        t.start()
+        self.start()
         try:
             if once:
                 if not self.received.wait(timeout):
@@ -144,8 +169,7 @@ class WebDemo:
                 while True:
                     time.sleep(3600)
         finally:
-            self.httpd.shutdown()
-            self.httpd.server_close()
+            self.stop()
         return self.report
 
     def _save(self, body: dict) -> Path:

@@ -51,19 +51,41 @@ function resizeArea(px, w, h, c, W, H) {
   return out;
 }
 
+// cv2.INTER_LINEAR on 8-bit pixels in fixed point, as imgproc/src/resize.cpp computes it: per output index
+// the source index and its two weights in 1/2048 (INTER_RESIZE_COEF_BITS = 11, rounded half to even from the
+// float weights), a horizontal pass into ints, then the vectorized vertical blend of VResizeLinearVec_32s8u
+// ((r >> 4) * b >> 16 per row, summed, + 2 >> 2). OpenCV's wheels route some sizes through Intel IPP, which
+// rounds its own way: measured against cv2 4.x, one level apart on 0-3 % of the pixels when enlarging (a
+// camera frame is larger than a model's input: the demo shrinks, by the area path above).
+const COEF = 2048;
+
+function linearTable(src, dst) {
+  const scale = 1 / (dst / src), tab = [];
+  for (let d = 0; d < dst; d++) {
+    let f = Math.fround((d + 0.5) * scale - 0.5), s = Math.floor(f);
+    f = Math.fround(f - s);
+    if (s < 0) { f = 0; s = 0; }
+    if (s >= src - 1) { f = 0; s = src - 1; }
+    tab.push([s, Math.min(src - 1, s + 1), roundEven(Math.fround(1 - f) * COEF), roundEven(f * COEF)]);
+  }
+  return tab;
+}
+
 function resizeLinear(px, w, h, c, W, H) {
-  const out = new Uint8Array(W * H * c), fy = h / H, fx = w / W;
-  for (let y = 0; y < H; y++) {
-    const sy = Math.max(0, (y + 0.5) * fy - 0.5), y0 = Math.min(h - 1, Math.floor(sy)), y1 = Math.min(h - 1, y0 + 1);
-    const ay = sy - y0;
+  const tx = linearTable(w, W), ty = linearTable(h, H), out = new Uint8Array(W * H * c), n = W * c;
+  const rowOf = (sy) => {
+    const row = new Int32Array(n);
     for (let x = 0; x < W; x++) {
-      const sx = Math.max(0, (x + 0.5) * fx - 0.5), x0 = Math.min(w - 1, Math.floor(sx)), x1 = Math.min(w - 1, x0 + 1);
-      const ax = sx - x0;
-      for (let k = 0; k < c; k++) {
-        const v = (1 - ay) * ((1 - ax) * px[(y0 * w + x0) * c + k] + ax * px[(y0 * w + x1) * c + k]) +
-                  ay * ((1 - ax) * px[(y1 * w + x0) * c + k] + ax * px[(y1 * w + x1) * c + k]);
-        out[(y * W + x) * c + k] = Math.min(255, Math.max(0, roundEven(v)));
-      }
+      const [s0, s1, a0, a1] = tx[x];
+      for (let k = 0; k < c; k++) row[x * c + k] = px[(sy * w + s0) * c + k] * a0 + px[(sy * w + s1) * c + k] * a1;
+    }
+    return row;
+  };
+  for (let y = 0; y < H; y++) {
+    const [s0, s1, b0, b1] = ty[y], r0 = rowOf(s0), r1 = rowOf(s1), o = y * n;
+    for (let i = 0; i < n; i++) {
+      const v = (((r0[i] >> 4) * b0) >> 16) + (((r1[i] >> 4) * b1) >> 16);
+      out[o + i] = Math.min(255, Math.max(0, (v + 2) >> 2));
     }
   }
   return out;
