@@ -298,13 +298,30 @@ def run_arch(name: str, work: Path, data: dict, timeout: float, nncf: bool, keep
     return row
 
 
+def _commit() -> str:
+    """The edgekit commit measured (with "+" when the work tree had changes)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=ROOT, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return (head or "?") + ("+" if dirty else "")
+
+
 def _ratio(r: dict, key: str) -> str:
     return f"{r[key]:.2f}x" if r.get(key) else "—"
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
+    dates = sorted({r.get("date", meta["date"]) for r in rows}) or [meta["date"]]
+    cpus = sorted({r.get("cpu", meta["cpu"]) for r in rows}) or [meta["cpu"]]
+    commits = sorted({r.get("commit", "?") for r in rows})
+    when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
     lines = [f"# edgekit compress on {len(rows)} public architectures (timm {meta['timm']})", "",
-             f"{meta['date']}, {meta['cpu']}. Command per architecture (3x128x128, time limit "
+             f"{when}, {'; '.join(cpus)}; edgekit {', '.join(commits)} (each row's own in "
+             f"docs/zoo-rows.jsonl). Command per architecture (3x128x128, time limit "
              f"{meta['timeout']:.0f} s): `{meta['command']}`.", "",
              "Random backbones (seeded), classifier fitted on Fashion-MNIST features, labelled evaluation: the budget "
              "is 1 point of accuracy. Cells are what each run's results.json says (see bench/zoo_timm.py). "
@@ -370,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900, help="seconds before a compress counts as a hang")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "zoo_timm")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "zoo.md")
+    ap.add_argument("--rows", type=Path, default=ROOT / "docs" / "zoo-rows.jsonl",
+                    help="one JSON line per measured architecture; committed, so a later session resumes the matrix")
+    ap.add_argument("--fresh", action="store_true", help="measure every architecture again (new rows file)")
     ap.add_argument("--keep", action="store_true", help="keep the artifacts")
     ap.add_argument("--stop-after", type=float, metavar="MIN",
                     help="start no architecture after this many minutes; the table lists the rest as not run")
@@ -385,9 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "zoo_model.py").write_text(MODEL_FILE.format(stub=str(STUB), size=SIZE))
     data = make_data(args.work)
-    rows_file = args.work / "rows.jsonl"
+    rows_file = args.rows
+    if args.fresh and rows_file.is_file():
+        rows_file.unlink()
     done = {}
-    if rows_file.is_file():  # resume: architectures already measured in this work folder are kept
+    if rows_file.is_file():  # resume: architectures measured before (by this edgekit or an earlier one) are kept
         for line in rows_file.read_text().splitlines():
             r = json.loads(line)
             done[r["name"]] = r
@@ -401,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"[zoo] {name} ...", file=sys.stderr, flush=True)
         row = run_arch(name, args.work, data, args.timeout, name in args.nncf.split(","), args.keep)
+        row.update(date=time.strftime("%Y-%m-%d"), commit=_commit(), cpu=cpu_name())
         rows.append(row)
         with open(rows_file, "a") as f:
             f.write(json.dumps(row) + "\n")

@@ -190,6 +190,34 @@ def test_tflite_calibration_leaves_no_progress_bar_in_a_log(tmp_path, capfd):
     assert "Running Calibration" not in capfd.readouterr().err
 
 
+def test_one_outlier_calibration_sample_does_not_set_the_int8_ranges(tmp_path):
+    """Global min-max takes every range from the most extreme calibration sample: one image 50x brighter than
+    the rest leaves the others a few int8 levels (seen in a real backbone: one sample drove a layer to 93 against a
+    median of 0.5). The search then tries ranges averaged over the samples, which ignore it and pass."""
+    from edgekit.export.onnx import save_onnx, to_onnx_proto
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3),
+                                torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(16, 10, bias=False)).eval()
+    model[-1].weight.data *= 10  # margins that depend on the input
+    rng = np.random.default_rng(0)
+    calib = rng.normal(size=(64, 3, 12, 12)).astype(np.float32)
+    calib[7] *= 50
+    x = rng.normal(size=(300, 3, 12, 12)).astype(np.float32)
+    save_onnx(to_onnx_proto(model, x[:1]), tmp_path / "m.onnx", {})
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    tried = search.onnx_int8(tmp_path / "m.onnx", tmp_path / "work", calib=calib, x=x, y=None, reference=reference,
+                             gate=search.Gate(0.01, None), metadata={}, log=lambda m: None, speed_remedies=False)
+    by = {c.name: c for c in tried}
+    assert not by["ptq_minmax_per_channel"].passed and by["ptq_minmax_per_channel"].top1_agreement < 0.9
+    averaged = by["ptq_moving_average"]
+    assert averaged.passed and averaged.top1_agreement >= 0.99, averaged
+    assert averaged.max_abs_diff < by["ptq_minmax_per_channel"].max_abs_diff / 5
+    assert search.choose(tried) is averaged  # the only candidate within the budget ships
+
+
 def test_tflite_search_ends_with_quantization_aware_training_when_nothing_else_passes(tmp_path):
     """The most expensive remedy comes last: QAT of the PyTorch model, distilled from itself on the
     calibration samples, evaluated and reported like every other candidate."""
