@@ -218,6 +218,43 @@ def test_one_outlier_calibration_sample_does_not_set_the_int8_ranges(tmp_path):
     assert search.choose(tried) is averaged  # the only candidate within the budget ships
 
 
+class Periodic(torch.nn.Module):
+    """Two class scores that turn with the sum of the inputs 300 times over: any noise flips the decision."""
+
+    def forward(self, x):
+        z = 300 * x.sum(1)
+        return torch.stack([torch.sin(z), torch.cos(z)], 1)
+
+
+def test_a_model_whose_decisions_are_finer_than_int8_is_named_as_such_when_no_candidate_passes(tmp_path):
+    """The noise floor: the float model's inputs moved by half an int8 step. A classifier that amplifies its
+    input 300-fold before a periodic decision (as a chaotic random backbone does) flips under it, so int8
+    cannot be within 1 point and the verdict says why; an ordinary one does not, and the verdict stays."""
+    from edgekit.compress.onnx_files import ship
+    from edgekit.export.onnx import save_onnx, to_onnx_proto
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 8)).astype(np.float32)
+    calib = rng.normal(size=(64, 8)).astype(np.float32)
+    floors = {}
+    for kind in ("chaotic", "ordinary"):
+        net = Periodic().eval() if kind == "chaotic" else torch.nn.Linear(8, 2, bias=False).eval()
+        save_onnx(to_onnx_proto(net, x[:1]), tmp_path / f"{kind}.onnx", {})
+        with torch.no_grad():
+            reference = net(torch.from_numpy(x)).numpy()
+        floors[kind] = search.noise_floor(tmp_path / f"{kind}.onnx", x, None, reference, search.Gate(0.01, None),
+                                          calib)
+    assert not floors["chaotic"]["within_budget"] and floors["chaotic"]["top1_agreement"] < 0.95
+    assert floors["ordinary"]["within_budget"] and floors["ordinary"]["top1_agreement"] >= 0.99
+    assert floors["chaotic"]["input_step"] == pytest.approx((calib.max() - calib.min()) / 255)
+    failed = [search.Candidate("ptq", "", {}, path=None, passed=False).as_dict()]
+    why = ship(failed, tmp_path / "m.onnx", tmp_path, 0.01, "onnx", floors["chaotic"])["stages"]["int8_search"]
+    assert "finer than int8" in why["why"] and why["noise_floor"] == floors["chaotic"]
+    plain = ship(failed, tmp_path / "m.onnx", tmp_path, 0.01, "onnx", floors["ordinary"])["stages"]["int8_search"]
+    assert "finer than int8" not in plain["why"] and plain["noise_floor"]["within_budget"]
+
+
 def test_tflite_search_ends_with_quantization_aware_training_when_nothing_else_passes(tmp_path):
     """The most expensive remedy comes last: QAT of the PyTorch model, distilled from itself on the
     calibration samples, evaluated and reported like every other candidate."""

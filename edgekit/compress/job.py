@@ -428,7 +428,7 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
                                 "gate": gate_d, "metadata": meta, "threads": opts.threads[0],
                                 "deadline": time.monotonic() + seconds}, what="ONNX int8 search",
                                timeout=seconds + GRACE, log=logs).result
-            return ship(job["candidates"], path, ws.out, opts.budget, "onnx")
+            return ship(job["candidates"], path, ws.out, opts.budget, "onnx", job.get("noise_floor"))
         if precision in ("fp32", "fp16"):
             job = isolate.call("edgekit.compress.target_jobs:tflite_float",
                                {"precision": precision, "ref": ref, "onnx": tflite_onnx, "data": str(data),
@@ -445,7 +445,7 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
                             "mirror_axis": calib.mirror_axis, "threads": opts.threads[0],
                             "deadline": time.monotonic() + seconds}, what="TFLite int8 search",
                            timeout=seconds + GRACE, log=logs).result
-        rec = ship(job["candidates"], path, ws.out, opts.budget, "tflite")
+        rec = ship(job["candidates"], path, ws.out, opts.budget, "tflite", job.get("noise_floor"))
         if job.get("note"):
             rec.setdefault("stages", {}).setdefault("tflite_int8_search", {})["note"] = job["note"]
         return rec

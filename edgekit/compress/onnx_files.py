@@ -88,12 +88,16 @@ def topological_sort(graph) -> None:
     graph.node.extend(copies)
 
 
-def ship(found: list[dict], path: Path, out: Path, budget: float, fmt: str) -> dict:
-    """Copy the winning int8 candidate to ``path``; with no winner keep the best attempt under rejected/."""
+def ship(found: list[dict], path: Path, out: Path, budget: float, fmt: str, floor: dict | None = None) -> dict:
+    """Copy the winning int8 candidate to ``path``; with no winner keep the best attempt under rejected/ and
+    say, with the fp32 model's noise ``floor`` when it explains it, why none passed."""
     cands = [search.Candidate(**c) for c in found]
     winner = search.choose(cands)
     key = "int8_search" if fmt == "onnx" else "tflite_int8_search"
-    stage = {key: {"shipped": winner.name if winner else None, "why": search.why(winner, cands, budget)}}
+    why = search.why(winner, cands, budget) + ("" if winner else search.floor_sentence(floor))
+    stage = {key: {"shipped": winner.name if winner else None, "why": why}}
+    if floor and winner is None:
+        stage[key]["noise_floor"] = floor
     log(f"int8 {fmt}: {stage[key]['why']}")
     record = {"candidates": found, "stages": stage, "winner": winner.name if winner else None}
     if winner is None:

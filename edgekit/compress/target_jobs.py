@@ -73,7 +73,24 @@ def onnx_int8(*, onnx: str, data: str, work: str, gate: dict, metadata: dict, th
                              gate=_gate(gate), metadata=metadata, log=log, deadline=deadline,
                              speed_remedies=speed_remedies)
     search.time_candidates(found, onnx, "onnxruntime", d.x, threads=threads)
-    return {"candidates": [c.as_dict() for c in found]}
+    return {"candidates": [c.as_dict() for c in found], "noise_floor": _floor(found, onnx, d, gate)}
+
+
+def _floor(found, fp32: str | Path, d: Data, gate: dict) -> dict | None:
+    """The float model's noise floor (:func:`edgekit.compress.search.noise_floor`), measured only when no int8
+    candidate passed: it is the explanation of that failure, and costs one evaluation pass."""
+    from edgekit.compress import search
+    from edgekit.errors import describe
+
+    if any(c.passed for c in found) or not Path(fp32).is_file():
+        return None
+    try:
+        floor = search.noise_floor(fp32, d.x, d.y, d.reference, _gate(gate), d.calib[:search.DEFAULT_CALIB])
+    except Exception as exc:  # an explanation that cannot be measured is left out, never fatal
+        log(f"  noise floor not measured: {describe(exc)}")
+        return None
+    log(f"  noise floor (fp32, inputs moved by half an int8 step): {floor['reason']}")
+    return floor
 
 
 def tflite_float(*, precision: str, ref: dict | None, onnx: str | None, data: str, out: str, metadata: dict) -> dict:
@@ -161,7 +178,7 @@ def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gat
     baseline = fp32 if fp32 is not None else Path(work) / "fp32.tflite"
     if baseline.is_file():
         search.time_candidates(found, str(baseline), "litert", d.x, threads=threads)
-    return {"candidates": [c.as_dict() for c in found], "note": note}
+    return {"candidates": [c.as_dict() for c in found], "note": note, "noise_floor": _floor(found, baseline, d, gate)}
 
 
 def inc(*, ref: dict, data: str, budget: float, deadline: float) -> dict:
