@@ -170,7 +170,23 @@ def fit_head(name: str, model_file: Path, fit_npz: Path, weights: Path) -> dict:
     torch.save(model.state_dict(), weights)
     return {"head": "fitted" if fitted == len(heads) else "random (the classifier is not a Linear)",
             "fit_accuracy": float(best.score(z[:n_val], y[:n_val])), "C": best.C, "features": int(feats.shape[1]),
-            "params": int(sum(p.numel() for p in model.parameters()))}
+            "params": int(sum(p.numel() for p in model.parameters())),
+            "noise_agreement": noise_agreement(model, x[:n_val][:300])}
+
+
+def noise_agreement(model, x: np.ndarray) -> float:
+    """Top-1 agreement of the float model with itself when its inputs move by a uniform ±half step of an 8-bit
+    grid over their range: the least noise any int8 artifact adds. A random deep backbone can amplify it until
+    its decisions are unrelated to the unperturbed ones; where this is far below 99 %, whether an int8 cell
+    passes an accuracy budget is chance, not the quantization (trained nets are not like that)."""
+    import torch
+
+    step = float(x.max() - x.min()) / 255
+    noisy = x + np.random.default_rng(1).uniform(-step / 2, step / 2, x.shape).astype(np.float32)
+    with torch.no_grad():
+        a = np.concatenate([model(torch.from_numpy(x[i:i + 50])).numpy() for i in range(0, len(x), 50)])
+        b = np.concatenate([model(torch.from_numpy(noisy[i:i + 50])).numpy() for i in range(0, len(x), 50)])
+    return float((a.argmax(1) == b.argmax(1)).mean())
 
 
 def _spread(coef: np.ndarray, live: np.ndarray) -> np.ndarray:
@@ -298,6 +314,29 @@ def run_arch(name: str, work: Path, data: dict, timeout: float, nncf: bool, keep
     return row
 
 
+def _backfill_noise(done: dict, work: Path, data: dict, model_file: Path) -> bool:
+    """Rows measured before the noise column existed get it from their saved weights, when still there;
+    True when a row changed."""
+    import importlib.util
+
+    import torch
+
+    changed = False
+    for name, r in done.items():
+        weights = work / name / "weights.pt"
+        if "noise_agreement" in r or "error" in r or not weights.is_file():
+            continue
+        spec = importlib.util.spec_from_file_location("zoo_model", model_file)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        model = mod.build(name).eval()
+        model.load_state_dict(torch.load(weights))
+        with np.load(data["fit"]) as z:
+            r["noise_agreement"] = noise_agreement(model, z["x"][:300])
+        changed = True
+    return changed
+
+
 def _commit() -> str:
     """The edgekit commit measured (with "+" when the work tree had changes)."""
     try:
@@ -326,18 +365,19 @@ def markdown(rows: list[dict], meta: dict) -> str:
              "Random backbones (seeded), classifier fitted on Fashion-MNIST features, labelled evaluation: the budget "
              "is 1 point of accuracy. Cells are what each run's results.json says (see bench/zoo_timm.py). "
              "Latency: 1 thread, median, int8 timed side by side with fp32 in the same run.", ""]
-    head = "| model | params | head acc (held back) | " + " | ".join(CELLS) + " | kept | ORT int8/fp32 | LiteRT int8/fp32 | " \
-           "recommended (ORT; LiteRT) | s |"
+    head = "| model | params | head acc (held back) | fp32 vs itself, ½-step input noise | " + " | ".join(CELLS) + \
+           " | kept | ORT int8/fp32 | LiteRT int8/fp32 | recommended (ORT; LiteRT) | s |"
     lines += [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['name']} | | | " + " | ".join(["n/a"] * len(CELLS)) + f" | | | | {r['error']} | |")
+            lines.append(f"| {r['name']} | | | | " + " | ".join(["n/a"] * len(CELLS)) + f" | | | | {r['error']} | |")
             continue
         c = r["cells"]
         cells = " | ".join(("ok" if c[k]["passed"] else "FAIL") for k in CELLS)
         rec = f"{r.get('recommended_onnxruntime', '—')} {_ratio(r, 'recommended_speedup_onnxruntime')}; " \
               f"{r.get('recommended_litert', '—')} {_ratio(r, 'recommended_speedup_litert')}"
-        lines.append(f"| {r['name']} | {r['params'] / 1e6:.1f}M | {r['fit_accuracy']:.2f} | {cells} | "
+        noise = f"{r['noise_agreement']:.1%}" if r.get("noise_agreement") is not None else "—"
+        lines.append(f"| {r['name']} | {r['params'] / 1e6:.1f}M | {r['fit_accuracy']:.2f} | {noise} | {cells} | "
                      f"{'yes' if c['prune'].get('kept') else 'no'} | {_ratio(r, 'int8_vs_fp32_onnxruntime')} | "
                      f"{_ratio(r, 'int8_vs_fp32_litert')} | {rec} | {r['seconds']:.0f} |")
     judged = [r for r in rows if "cells" in r]
@@ -355,6 +395,14 @@ def markdown(rows: list[dict], meta: dict) -> str:
     lines += ["", f"**{passed}/{total} cells pass ({passed / max(1, total):.1%})**; {crashes} crashes, {hangs} hangs; "
               f"{over} architectures over 10 minutes; recommended artifact slower than fp32 (beyond 5 % noise): "
               f"{slower}.", ""]
+    calm = [r for r in judged if (r.get("noise_agreement") or 0) >= 0.99]
+    wild = [r for r in judged if r.get("noise_agreement") is not None and r["noise_agreement"] < 0.99]
+    for label, group in (("keeps >= 99 %", calm), ("keeps < 99 %", wild)):
+        cells = [r["cells"][k]["passed"] for r in group for k in ("onnx_int8", "tflite_int8")]
+        if cells:
+            lines.append(f"- int8 cells where the fp32 model {label} of its decisions under ½-step input noise: "
+                         f"{sum(cells)}/{len(cells)} pass ({len(group)} architectures)")
+    lines.append("")
     for rt, v in int8.items():
         if v:
             lines.append(f"- {rt}: median int8 speed-up over fp32 of the shipped int8 artifacts "
@@ -413,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in rows_file.read_text().splitlines():
             r = json.loads(line)
             done[r["name"]] = r
+    if _backfill_noise(done, args.work, data, model_file=args.work / "zoo_model.py"):
+        tmp = rows_file.with_suffix(".partial")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+        tmp.replace(rows_file)
     rows, start, not_run = [], time.monotonic(), []
     for name in names:
         if name in done:
