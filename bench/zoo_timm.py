@@ -181,8 +181,9 @@ def noise_agreement(model, x: np.ndarray) -> float:
     passes an accuracy budget is chance, not the quantization (trained nets are not like that)."""
     import torch
 
-    step = float(x.max() - x.min()) / 255
-    noisy = x + np.random.default_rng(1).uniform(-step / 2, step / 2, x.shape).astype(np.float32)
+    from edgekit.compress.search import half_step_noise
+
+    noisy = x + half_step_noise(x.shape, x, seed=1)[0]
     with torch.no_grad():
         a = np.concatenate([model(torch.from_numpy(x[i:i + 50])).numpy() for i in range(0, len(x), 50)])
         b = np.concatenate([model(torch.from_numpy(noisy[i:i + 50])).numpy() for i in range(0, len(x), 50)])
@@ -314,29 +315,6 @@ def run_arch(name: str, work: Path, data: dict, timeout: float, nncf: bool, keep
     return row
 
 
-def _backfill_noise(done: dict, work: Path, data: dict, model_file: Path) -> bool:
-    """Rows measured before the noise column existed get it from their saved weights, when still there;
-    True when a row changed."""
-    import importlib.util
-
-    import torch
-
-    changed = False
-    for name, r in done.items():
-        weights = work / name / "weights.pt"
-        if "noise_agreement" in r or "error" in r or not weights.is_file():
-            continue
-        spec = importlib.util.spec_from_file_location("zoo_model", model_file)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        model = mod.build(name).eval()
-        model.load_state_dict(torch.load(weights))
-        with np.load(data["fit"]) as z:
-            r["noise_agreement"] = noise_agreement(model, z["x"][:300])
-        changed = True
-    return changed
-
-
 def _commit() -> str:
     """The edgekit commit measured (with "+" when the work tree had changes)."""
     try:
@@ -461,10 +439,6 @@ def main(argv: list[str] | None = None) -> int:
         for line in rows_file.read_text().splitlines():
             r = json.loads(line)
             done[r["name"]] = r
-    if _backfill_noise(done, args.work, data, model_file=args.work / "zoo_model.py"):
-        tmp = rows_file.with_suffix(".partial")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
-        tmp.replace(rows_file)
     rows, start, not_run = [], time.monotonic(), []
     for name in names:
         if name in done:

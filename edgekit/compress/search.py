@@ -109,15 +109,20 @@ def noise_floor(fp32_path: str | Path, x: np.ndarray, y: np.ndarray | None, refe
     """
     from edgekit.device.runtime import open_session
 
-    lo, hi = float(np.min(calib)), float(np.max(calib))
-    step = (hi - lo) / 255.0 if hi > lo else 0.0
-    noise = np.random.default_rng(seed).uniform(-step / 2, step / 2, size=x.shape).astype(np.float32)
+    noise, step = half_step_noise(x.shape, calib, seed)
     with open_session(str(fp32_path), threads=2) as s:
-        out = s.run((x + noise).astype(np.float32))
+        out = s.run(x + noise)
     rep = parity(reference, out, y)
     ok, reason = gate.check(rep.accuracy, rep.top1_agreement)
     return {"input_step": step, "accuracy": rep.accuracy, "top1_agreement": rep.top1_agreement,
             "within_budget": ok, "reason": reason}
+
+
+def half_step_noise(shape: tuple[int, ...], span: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float]:
+    """Uniform float32 noise of ±half a step of an 8-bit grid over the range of ``span``, and that step."""
+    lo, hi = float(np.min(span)), float(np.max(span))
+    step = (hi - lo) / 255.0 if hi > lo else 0.0
+    return np.random.default_rng(seed).uniform(-step / 2, step / 2, size=shape).astype(np.float32), step
 
 
 def floor_sentence(floor: dict | None) -> str:
