@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.compress import search
+from edgekit.compress import aeq, search
 from edgekit.compress.job import calibration_warnings
 from tests.conftest import edgekit
 
@@ -185,7 +185,7 @@ def test_tflite_calibration_leaves_no_progress_bar_in_a_log(tmp_path, capfd):
     x = np.random.default_rng(0).normal(size=(60, 1, 8, 8)).astype(np.float32)
     export_tflite(model, x[:1], tmp_path / "m.tflite", precision="fp32", metadata={})
     capfd.readouterr()
-    data = search.aeq_static_int8((tmp_path / "m.tflite").read_bytes(), x)  # 60 samples x ops: > 100 bar steps
+    data = aeq.aeq_static_int8((tmp_path / "m.tflite").read_bytes(), x)  # 60 samples x ops: > 100 bar steps
     assert data[4:8] == b"TFL3"
     assert "Running Calibration" not in capfd.readouterr().err
 

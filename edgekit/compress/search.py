@@ -23,16 +23,14 @@ ships: the best attempt is kept under ``rejected/`` for inspection and the run f
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edgekit.compress.aeq import aeq_static_int8, tflite_sensitivity
 from edgekit.device.verify import parity
 from edgekit.errors import DataError, describe
 
@@ -580,119 +578,6 @@ def _aeq_ladder(attempt, aeq, fp32_tflite: Path, calib: np.ndarray, small: np.nd
                    float_ops=names).passed:
             return True
     return False
-
-
-def aeq_static_int8(flatbuffer: bytes, calib: np.ndarray, *, float_ops=(), op_types=None) -> bytes:
-    """ai-edge-quantizer static int8 (int8 weights per channel, int8 activations), calibrated on ``calib``;
-    operators whose output tensor is named in ``float_ops`` stay float, and with ``op_types`` (LiteRT names,
-    e.g. CONV_2D) only operators of those types are quantized."""
-    import re
-
-    from ai_edge_quantizer import qtyping, recipe
-
-    q = _aeq(flatbuffer)
-    if op_types is None:
-        q.load_quantization_recipe(recipe.static_wi8_ai8())
-    else:
-        for op in op_types:
-            name = _aeq_op_name(op)
-            if name is None:
-                continue
-            q.add_static_config(regex=".*", operation_name=name, activation_num_bits=8, weight_num_bits=8)
-    for name in float_ops:
-        q.update_quantization_recipe(regex=f"^{re.escape(name)};?$", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-                                     algorithm_key="no_quantize")
-    key, input_name = _signature(flatbuffer)
-    with _calibration_bar_on_terminals_only():
-        result = q.calibrate({key: [{input_name: calib[i: i + 1]} for i in range(len(calib))]}, num_threads=2)
-    return bytes(q.quantize(result, enable_progress_report=False).quantized_model)
-
-
-@contextlib.contextmanager
-def _calibration_bar_on_terminals_only() -> Iterator[None]:
-    """ai-edge-quantizer draws a tqdm bar for every calibration and has no switch for it. On a terminal it
-    disappears when done; in a log file its carriage-return updates left ~6 KB per candidate. So when
-    stderr is not a terminal the bar is turned off for the duration of the call."""
-    from ai_edge_quantizer.utils import progress_utils
-
-    if sys.stderr.isatty():
-        yield
-        return
-    cls = progress_utils.ProgressBar
-    original = cls.__init__
-
-    def quiet(self, total_steps, description="", disappear_on_finish=False, enable=None):
-        original(self, total_steps, description, disappear_on_finish, enable=False)
-
-    cls.__init__ = quiet
-    try:
-        yield
-    finally:
-        cls.__init__ = original
-
-
-def _aeq_op_name(op: str):
-    """ai-edge-quantizer's name for a LiteRT operator (TRANSPOSE_CONV → CONV_2D_TRANSPOSE), or None when it
-    cannot quantize that operator."""
-    from ai_edge_quantizer import qtyping
-
-    name = {"TRANSPOSE_CONV": "CONV_2D_TRANSPOSE"}.get(op, op)
-    return next((m for m in qtyping.TFLOperationName if m.name == name), None)
-
-
-def _aeq(flatbuffer: bytes):
-    from ai_edge_quantizer import quantizer
-
-    return quantizer.Quantizer(bytearray(flatbuffer))
-
-
-def _signature(flatbuffer: bytes) -> tuple[str, str]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    sigs = Interpreter(model_content=flatbuffer).get_signature_list()
-    (key, sig), = sigs.items()
-    (name,) = sig["inputs"]
-    return key, name
-
-
-def tflite_sensitivity(fp32_tflite: Path, calib: np.ndarray) -> list[tuple[str, float]]:
-    """Operators of a float .tflite ranked by the SNR (dB) they lose when the model is quantized to int8.
-
-    ai-edge-quantizer quantizes the model and its validator compares every tensor of the int8 model with the
-    float one on ``calib``; an operator's loss is its inputs' SNR minus its output's. Returns (output tensor name,
-    dB lost), worst first, for operators with weights (convolutions, fully connected).
-    """
-    from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import recipe
-    from ai_edge_quantizer.utils import validation_utils
-
-    fb = fp32_tflite.read_bytes()
-    q = _aeq(fb)
-    q.load_quantization_recipe(recipe.static_wi8_ai8())
-    key, input_name = _signature(fb)
-    data = {key: [{input_name: calib[i: i + 1]} for i in range(len(calib))]}
-    with _calibration_bar_on_terminals_only():
-        q.quantize(q.calibrate(data, num_threads=2), enable_progress_report=False)
-    results = q.validate(data, error_metrics=[validation_utils.ValidationErrorMetric.SNR], num_threads=2)
-    snr = {}
-    for name, value in results.get_all_tensor_results().items():
-        v = value.get("snr") if isinstance(value, dict) else value
-        if v is not None and np.isfinite(v):
-            snr[name] = float(v)
-    it = Interpreter(model_content=fb)
-    names = {t["index"]: t["name"] for t in it.get_tensor_details()}
-    ranked = []
-    for op in it._get_ops_details():  # noqa: SLF001 — operators with their tensors
-        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"):
-            continue
-        out = names.get(int(op["outputs"][0]))
-        if out not in snr:
-            continue
-        ins = [snr[names[int(i)]] for i in op["inputs"] if int(i) >= 0 and names.get(int(i)) in snr]
-        upstream = min(ins) if ins else 60.0
-        ranked.append((out, min(upstream, 60.0) - min(snr[out], 60.0)))
-    ranked.sort(key=lambda t: -t[1])
-    return ranked
 
 
 def choose(candidates: list[Candidate]) -> Candidate | None:

@@ -328,7 +328,7 @@ def aeq_int8_feeds(flatbuffer: bytes, feeds: list[dict], names: list[str]) -> by
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import recipe
 
-    from edgekit.compress.search import _aeq, _calibration_bar_on_terminals_only
+    from edgekit.compress.aeq import _aeq, _calibration_bar_on_terminals_only
 
     it = Interpreter(model_content=flatbuffer)
     (key, sig), = it.get_signature_list().items()
