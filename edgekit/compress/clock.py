@@ -1,8 +1,9 @@
 """The time budget of one ``edgekit compress`` command, shared out among its stages.
 
 Every stage that can run long (pruning, the int8 searches, the converters) asks :meth:`Clock.share` for
-its seconds and runs in a child process killed :data:`GRACE` seconds after them, so the command ends
-within its ``--time-limit`` whatever the model.
+its seconds and runs in a child process killed :data:`GRACE` seconds after them (:meth:`Clock.kill_after`), and
+never later than :data:`FINISH` seconds before the limit, so the command ends within its ``--time-limit``
+whatever the model. The clock starts with the command, so loading the model and the data counts too.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ RESERVE = 45.0  # seconds kept back for verification, benchmarks and the report
 WEIGHTS = {"prune": 3.0, "onnx:fp32": 0.2, "onnx:fp16": 0.2, "onnx:int8": 3.0, "tflite:fp32": 1.0,
            "tflite:fp16": 1.0, "tflite:int8": 4.0, "inc": 1.0}
 GRACE = 60.0  # seconds a child may run past its share (finishing the candidate it started) before it is killed
+FINISH = 20.0  # seconds before the limit at which any child is killed: what follows it must still end in time
 
 
 class Clock:
     """The command's time limit, shared out among the stages still to come."""
 
-    def __init__(self, limit: float, stages: list[str]):
-        self.start, self.limit, self.todo = time.monotonic(), float(limit), list(stages)
+    def __init__(self, limit: float, stages: list[str], start: float | None = None):
+        """``start``: the command's own ``time.monotonic()`` start, when it began before the clock was made."""
+        self.start = time.monotonic() if start is None else start
+        self.limit, self.todo = float(limit), list(stages)
         self.spent: dict[str, float] = {}  # seconds each stage took, for the report
         self._last = self.start
 
@@ -41,3 +45,9 @@ class Clock:
         if stage in self.todo:
             self.todo.remove(stage)
         return max(20.0, (self.left() - RESERVE) * mine / weights)
+
+    def kill_after(self, seconds: float) -> float:
+        """The timeout of a child given ``seconds``: its grace to finish the step it started, cut so that it
+        is killed :data:`FINISH` seconds before the limit (measured: an autotune given 125 s ran 169 s and
+        took the command 39 s past its limit), but never before its own deadline plus 10 s."""
+        return max(seconds + 10.0, min(seconds + GRACE, self.left() - FINISH))

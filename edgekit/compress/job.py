@@ -33,7 +33,7 @@ import numpy as np
 
 from edgekit import isolate, rundir
 from edgekit.compress import diagnose, samples, search, source
-from edgekit.compress.clock import GRACE, TIME_LIMIT, Clock
+from edgekit.compress.clock import TIME_LIMIT, Clock
 from edgekit.compress.onnx_files import (
     onnx_fp16,
     onnx_fp32,
@@ -85,14 +85,14 @@ def log(msg: str) -> None:
 def compress(opts: Options) -> Path:
     """Run the whole job; returns the output folder. Raises CheckFailed (exit 1) when a gate fails."""
     _check_options(opts)
-    t_start = time.perf_counter()
+    t_start, started = time.perf_counter(), time.monotonic()
 
     # 1. everything that can be wrong with the input, before anything is written
     src = _open_source(opts)
     if src.kind == "onnx" and src.several_io:
         from edgekit.compress.several_io import compress_several
 
-        return compress_several(opts, src, log=log)
+        return compress_several(opts, src, log=log, started=started)
     calib = samples.load(opts.calib, input_shape=_shape_hint(src, opts), pixels=opts.pixels, metadata=src.metadata,
                          split="train", limit=opts.calib_samples)
     source.fix_input_shape(src, calib.x.shape[1:])
@@ -117,7 +117,7 @@ def compress(opts: Options) -> Path:
         + f"; time limit {opts.time_limit:.0f} s")
     targets = [f"{f}:{p}" for f in opts.formats for p in opts.precisions]
     clock = Clock(opts.time_limit, (["prune"] if opts.prune else []) + targets
-                  + (["inc"] if opts.inc and "int8" in opts.precisions else []))
+                  + (["inc"] if opts.inc and "int8" in opts.precisions else []), start=started)
     data = work / "data.npz"
     if not data.is_file():
         with rundir.atomic_path(data) as tmp, open(tmp, "wb") as f:
@@ -364,7 +364,7 @@ def _prune(src, calib, ev, gate, opts, ws: Workspace, clock: Clock, stages: dict
                                {"ref": src.ref.as_dict(), "data": str(data), "macs_ratio": opts.prune,
                                 "seconds": 0.6 * seconds, "distill_seconds": 0.4 * seconds, "out": str(state),
                                 "mirror_axis": calib.mirror_axis},
-                               what="pruning", timeout=seconds + GRACE, log=ws.work / "logs" / "prune.log").result
+                               what="pruning", timeout=clock.kill_after(seconds), log=ws.work / "logs" / "prune.log").result
         except isolate.JobFailed as exc:
             out = {"pruned": False, "failed": f"{exc.kind}: {exc.detail}"}
         done = ws.mark("prune", {"job": out})
@@ -427,13 +427,13 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
                                {"onnx": str(fp32_onnx), "data": str(data), "work": str(ws.work / "candidates"),
                                 "gate": gate_d, "metadata": meta, "threads": opts.threads[0],
                                 "deadline": time.monotonic() + seconds}, what="ONNX int8 search",
-                               timeout=seconds + GRACE, log=logs).result
+                               timeout=clock.kill_after(seconds), log=logs).result
             return ship(job["candidates"], path, ws.out, opts.budget, "onnx", job.get("noise_floor"))
         if precision in ("fp32", "fp16"):
             job = isolate.call("edgekit.compress.target_jobs:tflite_float",
                                {"precision": precision, "ref": ref, "onnx": tflite_onnx, "data": str(data),
                                 "out": str(path), "metadata": meta}, what=f"TFLite {precision} conversion",
-                               timeout=seconds + GRACE, log=logs).result
+                               timeout=clock.kill_after(seconds), log=logs).result
             stage = {"onnx_to_tflite": {precision: {"route": job["route"], "routes": job.get("routes"),
                                                     "notes": job.get("notes")}}} if job.get("route") else {}
             return {"path": job["path"], "stages": stage}
@@ -444,7 +444,7 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
                             "fp32_tflite": str(fp32_tflite) if fp32_tflite.is_file() else None,
                             "mirror_axis": calib.mirror_axis, "threads": opts.threads[0],
                             "deadline": time.monotonic() + seconds}, what="TFLite int8 search",
-                           timeout=seconds + GRACE, log=logs).result
+                           timeout=clock.kill_after(seconds), log=logs).result
         rec = ship(job["candidates"], path, ws.out, opts.budget, "tflite", job.get("noise_floor"))
         if job.get("note"):
             rec.setdefault("stages", {}).setdefault("tflite_int8_search", {})["note"] = job["note"]
@@ -561,7 +561,7 @@ def _inc(src, model_src, opts: Options, ws: Workspace, clock: Clock, data: Path)
         res = isolate.call("edgekit.compress.target_jobs:inc",
                            {"ref": model_src.ref.as_dict(), "data": str(data), "budget": opts.budget,
                             "deadline": time.monotonic() + seconds}, what="Intel Neural Compressor autotune",
-                           timeout=seconds + GRACE, log=ws.work / "logs" / "inc.log").result
+                           timeout=clock.kill_after(seconds), log=ws.work / "logs" / "inc.log").result
     except isolate.JobFailed as exc:
         res = {"skipped": f"{exc.kind}: {exc.detail}"}
     if "skipped" not in res:

@@ -38,8 +38,9 @@ def run_all(session, feeds: samples.Feeds) -> list[np.ndarray]:
     return [np.stack([np.asarray(p[k], np.float32) for p in per]) for k in range(len(per[0]))]
 
 
-def compress_several(opts, src, *, log) -> Path:
-    """The whole job for a model with several inputs or outputs (see the module docstring)."""
+def compress_several(opts, src, *, log, started: float | None = None) -> Path:
+    """The whole job for a model with several inputs or outputs (see the module docstring); ``started``: the
+    command's ``time.monotonic()`` start, from which its time limit counts."""
     from edgekit.compress.clock import Clock
     from edgekit.compress.onnx_files import opset_at_least
     from edgekit.compress.recommend import recommend, recommendation_lines
@@ -73,7 +74,7 @@ def compress_several(opts, src, *, log) -> Path:
         f"'{src.outputs[0]}' is judged as {main_kind}, the others by their relative RMS error "
         f"(at most {outputs.STATE_TOLERANCE})")
     targets = [f"{f}:{p}" for f in opts.formats for p in opts.precisions]
-    clock = Clock(opts.time_limit, targets)
+    clock = Clock(opts.time_limit, targets, start=started)
     data = work / "feeds.npz"
     if not data.is_file():
         arrays = {f"calib/{k}": v for k, v in calib.arrays.items()} | {f"x/{k}": v for k, v in ev.arrays.items()}
@@ -100,7 +101,8 @@ def compress_several(opts, src, *, log) -> Path:
         seconds = clock.share(target)
         if done is None:
             done = ws.mark(f"target_{fmt}_{precision}",
-                           _make(fmt, precision, path, fp32_onnx, meta, gate_d, opts, ws, data, seconds, stages))
+                           _make(fmt, precision, path, fp32_onnx, meta, gate_d, opts, ws, data, seconds,
+                                 clock.kill_after(seconds), stages))
         candidates += done.get("candidates", [])
         stages.update(done.get("stages", {}))
         if done.get("skipped"):
@@ -152,8 +154,7 @@ def compress_several(opts, src, *, log) -> Path:
     return out
 
 
-def _make(fmt, precision, path, fp32_onnx, meta, gate_d, opts, ws, data, seconds, stages) -> dict:
-    from edgekit.compress.clock import GRACE
+def _make(fmt, precision, path, fp32_onnx, meta, gate_d, opts, ws, data, seconds, timeout, stages) -> dict:
     from edgekit.compress.onnx_files import onnx_fp16, onnx_fp32, ship
 
     logs = ws.work / "logs" / f"{fmt}_{precision}.log"
@@ -166,12 +167,12 @@ def _make(fmt, precision, path, fp32_onnx, meta, gate_d, opts, ws, data, seconds
             job = isolate.call("edgekit.compress.several_io:onnx_int8_job",
                                {"onnx": str(fp32_onnx), "data": str(data), "work": str(ws.work / "candidates"),
                                 "gate": gate_d, "metadata": meta, "deadline": time.monotonic() + seconds},
-                               what="ONNX int8 search", timeout=seconds + GRACE, log=logs).result
+                               what="ONNX int8 search", timeout=timeout, log=logs).result
             return ship(job["candidates"], path, ws.out, opts.budget, "onnx")
         job = isolate.call("edgekit.compress.several_io:tflite_job",
                            {"onnx": str(fp32_onnx), "data": str(data), "out": str(path), "precision": precision,
                             "metadata": meta, "gate": gate_d, "work": str(ws.work / "tflite_candidates")},
-                           what=f"TFLite {precision} conversion", timeout=seconds + GRACE, log=logs).result
+                           what=f"TFLite {precision} conversion", timeout=timeout, log=logs).result
         if precision == "int8":
             return ship(job["candidates"], path, ws.out, opts.budget, "tflite")
         return {"path": job["path"]}
