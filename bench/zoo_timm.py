@@ -181,7 +181,7 @@ def noise_agreement(model, x: np.ndarray) -> float:
     passes an accuracy budget is chance, not the quantization (trained nets are not like that)."""
     import torch
 
-    from edgekit.compress.search import half_step_noise
+    from edgekit.compress.floors import half_step_noise
 
     noisy = x + half_step_noise(x.shape, x, seed=1)[0]
     with torch.no_grad():

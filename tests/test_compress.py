@@ -230,6 +230,7 @@ def test_a_model_whose_decisions_are_finer_than_int8_is_named_as_such_when_no_ca
     """The noise floor: the float model's inputs moved by half an int8 step. A classifier that amplifies its
     input 300-fold before a periodic decision (as a chaotic random backbone does) flips under it, so int8
     cannot be within 1 point and the verdict says why; an ordinary one does not, and the verdict stays."""
+    from edgekit.compress.floors import noise_floor
     from edgekit.compress.onnx_files import ship
     from edgekit.export.onnx import save_onnx, to_onnx_proto
 
@@ -243,7 +244,7 @@ def test_a_model_whose_decisions_are_finer_than_int8_is_named_as_such_when_no_ca
         save_onnx(to_onnx_proto(net, x[:1]), tmp_path / f"{kind}.onnx", {})
         with torch.no_grad():
             reference = net(torch.from_numpy(x)).numpy()
-        floors[kind] = search.noise_floor(tmp_path / f"{kind}.onnx", x, None, reference, search.Gate(0.01, None),
+        floors[kind] = noise_floor(tmp_path / f"{kind}.onnx", x, None, reference, search.Gate(0.01, None),
                                           calib)
     assert not floors["chaotic"]["within_budget"] and floors["chaotic"]["top1_agreement"] < 0.95
     assert floors["ordinary"]["within_budget"] and floors["ordinary"]["top1_agreement"] >= 0.99
@@ -253,6 +254,44 @@ def test_a_model_whose_decisions_are_finer_than_int8_is_named_as_such_when_no_ca
     assert "finer than int8" in why["why"] and why["noise_floor"] == floors["chaotic"]
     plain = ship(failed, tmp_path / "m.onnx", tmp_path, 0.01, "onnx", floors["ordinary"])["stages"]["int8_search"]
     assert "finer than int8" not in plain["why"] and plain["noise_floor"]["within_budget"]
+
+
+def test_a_model_whose_weights_cannot_be_rounded_to_int8_is_named_as_such_when_no_candidate_passes(tmp_path):
+    """The weight floor: the float model with only its weights rounded to int8 per channel. Two class scores
+    whose weight rows differ by a thousandth of their size (finer than a 127-level grid) lose their decisions
+    to that rounding alone, whatever the activations' calibration; ordinary weights keep theirs."""
+    from edgekit.compress.floors import weight_floor
+    from edgekit.compress.onnx_files import ship
+    from edgekit.export.onnx import save_onnx, to_onnx_proto
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 8)).astype(np.float32)
+    fine = 1.0 + 1e-3 * rng.normal(size=(2, 8))
+    floors = {}
+    for kind, w in (("fine", fine), ("ordinary", rng.normal(size=(10, 8)))):
+        net = torch.nn.Linear(8, len(w), bias=False).eval()
+        with torch.no_grad():
+            net.weight.copy_(torch.from_numpy(w.astype(np.float32)))
+            reference = net(torch.from_numpy(x)).numpy()
+        save_onnx(to_onnx_proto(net, x[:1]), tmp_path / f"{kind}.onnx", {})
+        floors[kind] = weight_floor(tmp_path / f"{kind}.onnx", x, None, reference, search.Gate(0.01, None), tmp_path)
+    assert floors["fine"]["weights_rounded"] == floors["ordinary"]["weights_rounded"] == 1
+    assert not floors["fine"]["within_budget"] and floors["fine"]["top1_agreement"] < 0.9
+    assert floors["ordinary"]["within_budget"] and floors["ordinary"]["worst_relative_error"] < 0.01
+    assert not (tmp_path / "weights_rounded_to_int8.onnx").exists()  # the rounded copy is not left behind
+    failed = [search.Candidate("ptq", "", {}, path=None, passed=False).as_dict()]
+    why = ship(failed, tmp_path / "m.onnx", tmp_path, 0.01, "onnx", None, floors["fine"])["stages"]["int8_search"]
+    assert "only its weights rounded to int8" in why["why"] and why["weight_floor"] == floors["fine"]
+    plain = ship(failed, tmp_path / "m.onnx", tmp_path, 0.01, "onnx", None, floors["ordinary"])
+    assert "weights rounded" not in plain["stages"]["int8_search"]["why"]
+
+
+def test_per_channel_rounding_keeps_one_scale_per_output_channel():
+    from edgekit.compress.floors import per_channel_int8
+
+    w = np.array([[0.01, -0.02, 0.005], [100.0, 50.0, -25.0]], np.float32)  # rows 10,000x apart
+    for axis, weights in ((0, w), (1, w.T)):  # output channels first (Conv, Gemm transB) or last (MatMul)
+        assert np.allclose(per_channel_int8(weights, axis), weights, rtol=0.01, atol=0)  # each keeps its precision
 
 
 def test_tflite_search_ends_with_quantization_aware_training_when_nothing_else_passes(tmp_path):

@@ -428,7 +428,8 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
                                 "gate": gate_d, "metadata": meta, "threads": opts.threads[0],
                                 "deadline": time.monotonic() + seconds}, what="ONNX int8 search",
                                timeout=clock.kill_after(seconds), log=logs).result
-            return ship(job["candidates"], path, ws.out, opts.budget, "onnx", job.get("noise_floor"))
+            return ship(job["candidates"], path, ws.out, opts.budget, "onnx", job.get("noise_floor"),
+                        job.get("weight_floor"))
         if precision in ("fp32", "fp16"):
             job = isolate.call("edgekit.compress.target_jobs:tflite_float",
                                {"precision": precision, "ref": ref, "onnx": tflite_onnx, "data": str(data),
@@ -442,10 +443,11 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
                            {"ref": ref, "onnx": tflite_onnx, "data": str(data),
                             "work": str(ws.work / "tflite_candidates"), "gate": gate_d, "metadata": meta,
                             "fp32_tflite": str(fp32_tflite) if fp32_tflite.is_file() else None,
-                            "mirror_axis": calib.mirror_axis, "threads": opts.threads[0],
+                            "mirror_axis": calib.mirror_axis, "threads": opts.threads[0], "fp32_onnx": str(fp32_onnx),
                             "deadline": time.monotonic() + seconds}, what="TFLite int8 search",
                            timeout=clock.kill_after(seconds), log=logs).result
-        rec = ship(job["candidates"], path, ws.out, opts.budget, "tflite", job.get("noise_floor"))
+        rec = ship(job["candidates"], path, ws.out, opts.budget, "tflite", job.get("noise_floor"),
+                   job.get("weight_floor"))
         if job.get("note"):
             rec.setdefault("stages", {}).setdefault("tflite_int8_search", {})["note"] = job["note"]
         return rec

@@ -88,16 +88,22 @@ def topological_sort(graph) -> None:
     graph.node.extend(copies)
 
 
-def ship(found: list[dict], path: Path, out: Path, budget: float, fmt: str, floor: dict | None = None) -> dict:
+def ship(found: list[dict], path: Path, out: Path, budget: float, fmt: str, floor: dict | None = None,
+         weights: dict | None = None) -> dict:
     """Copy the winning int8 candidate to ``path``; with no winner keep the best attempt under rejected/ and
-    say, with the fp32 model's noise ``floor`` when it explains it, why none passed."""
+    say, with the fp32 model's floors when they explain it (:mod:`edgekit.compress.floors`: input noise
+    ``floor``, int8 ``weights``), why none passed."""
+    from edgekit.compress.floors import floor_sentence
+
     cands = [search.Candidate(**c) for c in found]
     winner = search.choose(cands)
     key = "int8_search" if fmt == "onnx" else "tflite_int8_search"
-    why = search.why(winner, cands, budget) + ("" if winner else search.floor_sentence(floor))
+    why = search.why(winner, cands, budget) + ("" if winner else floor_sentence(floor, weights))
     stage = {key: {"shipped": winner.name if winner else None, "why": why}}
     if floor and winner is None:
         stage[key]["noise_floor"] = floor
+    if weights and winner is None:
+        stage[key]["weight_floor"] = weights
     log(f"int8 {fmt}: {stage[key]['why']}")
     record = {"candidates": found, "stages": stage, "winner": winner.name if winner else None}
     if winner is None:

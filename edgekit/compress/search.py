@@ -94,44 +94,6 @@ def evaluate(candidate: Candidate, x: np.ndarray, y: np.ndarray | None, referenc
     candidate.passed, candidate.reason = gate.check(rep.accuracy, rep.top1_agreement)
 
 
-def noise_floor(fp32_path: str | Path, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray, gate: Gate,
-                calib: np.ndarray, seed: int = 0) -> dict:
-    """What the float model itself loses under noise smaller than int8's: its inputs moved by a uniform
-    ±half step of an 8-bit grid over the calibration range (the rounding of the input's own quantization
-    alone, before any layer's), judged by the gate like a candidate.
-
-    Every int8 candidate adds at least that noise, and then some at every layer. When the float model already
-    leaves the budget under it, the model's decisions are finer than int8 can carry (seen on randomly
-    initialised deep backbones, whose outputs amplify any perturbation), and the report says so instead of
-    leaving the user to guess which remedy to try next.
-    """
-    from edgekit.device.runtime import open_session
-
-    noise, step = half_step_noise(x.shape, calib, seed)
-    with open_session(str(fp32_path), threads=2) as s:
-        out = s.run(x + noise)
-    rep = parity(reference, out, y)
-    ok, reason = gate.check(rep.accuracy, rep.top1_agreement)
-    return {"input_step": step, "accuracy": rep.accuracy, "top1_agreement": rep.top1_agreement,
-            "within_budget": ok, "reason": reason}
-
-
-def half_step_noise(shape: tuple[int, ...], span: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float]:
-    """Uniform float32 noise of ±half a step of an 8-bit grid over the range of ``span``, and that step."""
-    lo, hi = float(np.min(span)), float(np.max(span))
-    step = (hi - lo) / 255.0 if hi > lo else 0.0
-    return np.random.default_rng(seed).uniform(-step / 2, step / 2, size=shape).astype(np.float32), step
-
-
-def floor_sentence(floor: dict | None) -> str:
-    """The noise floor as a clause of the search's verdict, when it explains the failure (else "")."""
-    if not floor or floor.get("within_budget", True):
-        return ""
-    return (f"; the fp32 model itself is outside the budget under input noise of half an int8 step "
-            f"(±{floor['input_step'] / 2:.3g}: {floor['reason']}): its decisions are finer than int8 carries, "
-            f"so fp32 or fp16 is the artifact for it")
-
-
 def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.ndarray | None,
               reference: np.ndarray, gate: Gate, metadata: dict, log=print, qat=None, deadline: float | None = None,
               speed_remedies: bool = True) -> list[Candidate]:

@@ -73,24 +73,33 @@ def onnx_int8(*, onnx: str, data: str, work: str, gate: dict, metadata: dict, th
                              gate=_gate(gate), metadata=metadata, log=log, deadline=deadline,
                              speed_remedies=speed_remedies)
     search.time_candidates(found, onnx, "onnxruntime", d.x, threads=threads)
-    return {"candidates": [c.as_dict() for c in found], "noise_floor": _floor(found, onnx, d, gate)}
+    return {"candidates": [c.as_dict() for c in found], **_floors(found, onnx, onnx, d, gate, work)}
 
 
-def _floor(found, fp32: str | Path, d: Data, gate: dict) -> dict | None:
-    """The float model's noise floor (:func:`edgekit.compress.search.noise_floor`), measured only when no int8
-    candidate passed: it is the explanation of that failure, and costs one evaluation pass."""
-    from edgekit.compress import search
+def _floors(found, fp32: str | Path, fp32_onnx: str | Path | None, d: Data, gate: dict, work: str) -> dict:
+    """The float model's floors (:mod:`edgekit.compress.floors`), measured only when no int8 candidate passed:
+    they explain that failure, and cost an evaluation pass each. ``noise_floor`` on ``fp32`` (the format
+    searched), ``weight_floor`` on ``fp32_onnx`` (weights are rounded in the ONNX graph)."""
+    from edgekit.compress import floors, search
     from edgekit.errors import describe
 
-    if any(c.passed for c in found) or not Path(fp32).is_file():
-        return None
-    try:
-        floor = search.noise_floor(fp32, d.x, d.y, d.reference, _gate(gate), d.calib[:search.DEFAULT_CALIB])
-    except Exception as exc:  # an explanation that cannot be measured is left out, never fatal
-        log(f"  noise floor not measured: {describe(exc)}")
-        return None
-    log(f"  noise floor (fp32, inputs moved by half an int8 step): {floor['reason']}")
-    return floor
+    if any(c.passed for c in found):
+        return {}
+    out = {}
+    measures = {"noise_floor": (fp32, "inputs moved by half an int8 step", lambda: floors.noise_floor(
+                    fp32, d.x, d.y, d.reference, _gate(gate), d.calib[:search.DEFAULT_CALIB])),
+                "weight_floor": (fp32_onnx, "weights rounded to int8, activations float", lambda: floors.weight_floor(
+                    fp32_onnx, d.x, d.y, d.reference, _gate(gate), work))}
+    for key, (path, what, measure) in measures.items():
+        if not path or not Path(path).is_file():
+            continue
+        try:
+            out[key] = measure()
+        except Exception as exc:  # an explanation that cannot be measured is left out, never fatal
+            log(f"  {key.replace('_', ' ')} not measured: {describe(exc)}")
+            continue
+        log(f"  {key.replace('_', ' ')} (fp32, {what}): {out[key]['reason']}")
+    return out
 
 
 def tflite_float(*, precision: str, ref: dict | None, onnx: str | None, data: str, out: str, metadata: dict) -> dict:
@@ -153,8 +162,9 @@ def fastest_route(onnx: str, out: str, *, precision: str, calib: np.ndarray, met
 
 def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gate: dict, metadata: dict,
                 fp32_tflite: str | None, mirror_axis: int | None, threads: int, deadline: float,
-                speed_remedies: bool = True) -> dict:
-    """The TFLite int8 search (:func:`edgekit.compress.search.tflite_int8`), every candidate timed against fp32."""
+                speed_remedies: bool = True, fp32_onnx: str | None = None) -> dict:
+    """The TFLite int8 search (:func:`edgekit.compress.search.tflite_int8`), every candidate timed against fp32.
+    ``fp32_onnx``: the same model in ONNX, for the weight floor when nothing passes (default: ``onnx``)."""
     from edgekit.compress import search
 
     d = Data(data)
@@ -178,7 +188,8 @@ def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gat
     baseline = fp32 if fp32 is not None else Path(work) / "fp32.tflite"
     if baseline.is_file():
         search.time_candidates(found, str(baseline), "litert", d.x, threads=threads)
-    return {"candidates": [c.as_dict() for c in found], "note": note, "noise_floor": _floor(found, baseline, d, gate)}
+    return {"candidates": [c.as_dict() for c in found], "note": note,
+            **_floors(found, baseline, fp32_onnx or onnx, d, gate, work)}
 
 
 def inc(*, ref: dict, data: str, budget: float, deadline: float) -> dict:
