@@ -41,3 +41,18 @@ def bad_input() -> None:
     from edgekit.errors import ConfigError
 
     raise ConfigError("x.yaml: train.lr = 'fast': expected a number\nmore detail nobody needs")
+
+
+def measure_then_hang(*, work: str) -> None:
+    """An int8 search that measures two candidates, then never finishes (as a slow converter can)."""
+    from pathlib import Path
+
+    from edgekit.compress.search import JOURNAL, Candidate, Journal
+
+    tried = Journal(Path(work) / JOURNAL)
+    for name, accuracy, passed in (("within_budget", 0.90, True), ("over_budget", 0.70, False)):
+        path = Path(work) / f"{name}.onnx"
+        path.write_bytes(f"int8 model {name}".encode())
+        tried.append(Candidate(name=name, remedy="a test remedy", options={}, path=str(path), accuracy=accuracy,
+                               top1_agreement=accuracy, passed=passed, reason=f"accuracy {accuracy}"))
+    time.sleep(3600)

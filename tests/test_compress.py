@@ -131,6 +131,14 @@ def test_the_fastest_candidate_within_budget_wins():
     assert "the fastest" in search.why(c[1], c, 0.01)
 
 
+def test_when_no_int8_candidate_could_even_be_made_the_verdict_says_so_with_the_first_reason():
+    c = [search.Candidate("ptq_a", "", {}, reason="failed: Exception: Incomplete symbolic shape inference"),
+         search.Candidate("ptq_b", "", {}, reason="not tried: the time limit was reached")]
+    verdict = search.why(None, c, 0.01)
+    assert verdict.startswith("no int8 candidate could be made") and "ptq_a: failed: Exception: Incomplete" in verdict
+    assert "the best" not in verdict
+
+
 # ---------------------------------------------------------------- end to end on an edgekit-made ONNX file
 
 

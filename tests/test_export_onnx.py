@@ -11,7 +11,7 @@ from edgekit import data
 from edgekit.device.artifact import model_metadata
 from edgekit.device.runtime import open_session, read_metadata
 from edgekit.device.verify import parity
-from edgekit.export.onnx import export_onnx_fp32, export_onnx_int8
+from edgekit.export.onnx import export_onnx_fp32, export_onnx_int8, pre_process
 from edgekit.models import build
 from edgekit.recipe import DataSpec
 from edgekit.train.loop import fit, predict
@@ -76,3 +76,21 @@ def test_batch_axis_is_dynamic(trained):
     with torch.no_grad():
         ref = model(torch.from_numpy(x[:7])).numpy()
     np.testing.assert_allclose(open_session(fp32.path).run(x[:7]), ref, atol=1e-4)
+
+
+def test_when_symbolic_shape_inference_gives_up_onnx_shape_inference_takes_over_and_no_file_lands_in_the_users_folder(
+        trained, tmp_path, monkeypatch):
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    def gives_up(model, *args, **kwargs):  # what onnxruntime does on graphs it cannot follow (efficientformerv2)
+        onnx.save_model(model, "sym_shape_infer_temp.onnx", save_as_external_data=True)
+        raise Exception("Incomplete symbolic shape inference")
+
+    monkeypatch.setattr(SymbolicShapeInference, "infer_shapes", staticmethod(gives_up))
+    user = tmp_path / "user"
+    user.mkdir()
+    monkeypatch.chdir(user)
+    (tmp_path / "work").mkdir()
+    assert pre_process(trained[2].path, tmp_path / "work" / "pre.onnx") == "onnx"
+    onnx.checker.check_model(str(tmp_path / "work" / "pre.onnx"))
+    assert list(user.iterdir()) == []

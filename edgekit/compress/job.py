@@ -40,6 +40,7 @@ from edgekit.compress.onnx_files import (
     opset_at_least,
     reject,
     ship,
+    ship_stopped,
 )
 from edgekit.compress.recommend import recommend, recommendation_lines
 from edgekit.compress.workspace import Workspace, fingerprint, open_workspace
@@ -452,7 +453,11 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
             rec.setdefault("stages", {}).setdefault("tflite_int8_search", {})["note"] = job["note"]
         return rec
     except isolate.JobFailed as exc:
-        return {"skipped": f"{exc.what} {exc.kind}: {exc.detail}"}
+        stopped = None
+        if fmt in ("onnx", "tflite") and precision == "int8":  # what the search measured before it was stopped
+            stopped = ship_stopped(ws.work / ("candidates" if fmt == "onnx" else "tflite_candidates"), path,
+                                   ws.out, opts.budget, fmt, f"{exc.kind} ({exc.detail})")
+        return stopped or {"skipped": f"{exc.what} {exc.kind}: {exc.detail}"}
     except (DataError, ConfigError) as exc:  # one target that cannot be made is reported, the others still are
         return {"skipped": str(exc)}
 

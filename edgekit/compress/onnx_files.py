@@ -117,6 +117,21 @@ def ship(found: list[dict], path: Path, out: Path, budget: float, fmt: str, floo
     return {**record, "path": str(path)}
 
 
+def ship_stopped(work: Path, path: Path, out: Path, budget: float, fmt: str, stop: str) -> dict | None:
+    """A search its parent stopped (time limit, native crash): the candidates it had measured (its journal in
+    ``work``, :class:`edgekit.compress.search.Journal`) ship as a finished search's would, untimed against
+    each other (the benchmark times what ships), with the stop named. None when it measured none."""
+    found = search.read_journal(work / search.JOURNAL)
+    if not any(c.get("path") for c in found):
+        return None
+    rec = ship(found, path, out, budget, fmt)
+    note = (f"the search was {stop} after {len(found)} candidate(s); the winner is chosen among those it had "
+            "measured")
+    next(iter(rec["stages"].values()))["note"] = note
+    log(f"int8 {fmt}: {note}")
+    return rec
+
+
 def reject(path: Path, out: Path) -> None:
     if path.parent == out and path.exists():
         (out / "rejected").mkdir(exist_ok=True)

@@ -23,6 +23,8 @@ ships: the best attempt is kept under ``rejected/`` for inspection and the run f
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,6 +40,7 @@ DEFAULT_CALIB = 256  # samples the first attempts calibrate on
 MAX_CALIB = 2048  # "more calibration samples" uses up to this many
 SENSITIVE_STEPS = (1, 2, 4, 8)  # layers kept in float, one attempt each
 MOVING_AVERAGE = {"CalibMovingAverage": True}  # onnxruntime's averaged min-max (constant 0.01 per sample)
+JOURNAL = "journal.jsonl"  # in a search's work folder: its candidates, one line each as measured
 QAT_EPOCHS, QAT_LR = 10, 1e-5  # TFLite quantization-aware fine-tuning: passes over the calibration samples
 PASS_THROUGH = ("Relu", "Clip", "LeakyRelu", "HardSwish", "HardSigmoid", "Sigmoid", "BatchNormalization", "Identity")
 
@@ -63,6 +66,45 @@ class Candidate:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+class Journal(list):
+    """The candidates tried, in order; each is also appended to ``path`` as one JSON line the moment it is
+    recorded, so a search its parent stops at the time limit (by killing its process) still hands over every
+    candidate it measured (:func:`read_journal`). ``path`` None: a plain list."""
+
+    def __init__(self, path: Path | None = None):
+        super().__init__()
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+
+    def append(self, c: Candidate) -> None:
+        super().append(c)
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(c.as_dict()) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def read_journal(path: Path) -> list[dict]:
+    """What a stopped search recorded (:class:`Journal`): every complete line; a line torn by the kill, and the
+    candidates whose file is gone, are left out."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            c = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(c, dict) and (c.get("path") is None or Path(c["path"]).is_file()):
+            found.append(c)
+    return found
 
 
 @dataclass
@@ -96,7 +138,7 @@ def evaluate(candidate: Candidate, x: np.ndarray, y: np.ndarray | None, referenc
 
 def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.ndarray | None,
               reference: np.ndarray, gate: Gate, metadata: dict, log=print, qat=None, deadline: float | None = None,
-              speed_remedies: bool = True) -> list[Candidate]:
+              speed_remedies: bool = True, journal: Path | None = None) -> list[Candidate]:
     """Search int8 ONNX candidates of ``fp32_path``; returns every candidate tried, in the order tried.
 
     Args:
@@ -110,12 +152,13 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
         qat: a callable returning the path of a QAT-trained float ONNX model, or None when QAT does not apply.
         deadline: ``time.monotonic()`` seconds after which no further candidate is started (each one left out
             is listed as not tried).
-        speed_remedies: also try the variants that trade int8 coverage for speed (:data:`SPEED_REMEDIES`).
+        speed_remedies: also try the variants that trade int8 coverage for speed (:func:`onnx_speed_remedies`).
+        journal: a file each candidate is written to as soon as it is measured (:class:`Journal`).
     """
 
     work.mkdir(parents=True, exist_ok=True)
     small = calib[:DEFAULT_CALIB]
-    tried: list[Candidate] = []
+    tried = Journal(journal)
 
     def attempt(name: str, remedy: str, samples: np.ndarray, source: Path = fp32_path, **options) -> Candidate:
         c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(samples)},
@@ -359,9 +402,8 @@ def sensitivity(fp32_path: Path, work: Path, *, calib: np.ndarray, options: dict
     import onnx
     from onnxruntime.quantization import qdq_loss_debug as dbg
     from onnxruntime.quantization import quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from edgekit.export.onnx import CalibrationReader
+    from edgekit.export.onnx import CalibrationReader, pre_process
 
     sdir = work / "sensitivity"
     sdir.mkdir(parents=True, exist_ok=True)
@@ -369,7 +411,7 @@ def sensitivity(fp32_path: Path, work: Path, *, calib: np.ndarray, options: dict
     from edgekit.export.onnx import unshare_initializers
 
     onnx.save_model(unshare_initializers(onnx.load(str(fp32_path))), str(sdir / "unshared.onnx"))
-    quant_pre_process(str(sdir / "unshared.onnx"), str(pre), skip_symbolic_shape=False)
+    pre_process(sdir / "unshared.onnx", pre)
     model = onnx.load(str(pre))
     name = model.graph.input[0].name
     q = _quant_types(options)
@@ -422,7 +464,7 @@ def _quant_types(options: dict) -> dict:
 def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray,
                 gate: Gate, metadata: dict, fp32_tflite: Path | None = None, log=print,
                 mirror_axis: int | None = None, deadline: float | None = None,
-                speed_remedies: bool = True) -> list[Candidate]:
+                speed_remedies: bool = True, journal: Path | None = None) -> list[Candidate]:
     """The same search for full-int8 TFLite; ``mirror_axis`` (images: the width axis) lets QAT also train on
     mirrored calibration samples.
 
@@ -433,13 +475,13 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
     calibration), with more calibration samples, then with the 1, 2, 4, 8 most sensitive operators left in
     float — ranked by the signal-to-noise ratio each loses, measured by ai-edge-quantizer's own validation
     (float and int8 tensors compared on calibration inputs) — and last, the most expensive, quantization-aware
-    training of ``model`` (skipped when it is None). ``deadline`` as in :func:`onnx_int8`.
+    training of ``model`` (skipped when it is None). ``deadline`` and ``journal`` as in :func:`onnx_int8`.
     """
     from edgekit.export.tflite import export_tflite
 
     work.mkdir(parents=True, exist_ok=True)
     small = calib[:DEFAULT_CALIB]
-    tried: list[Candidate] = []
+    tried = Journal(journal)
 
     def attempt(name: str, remedy: str, samples: np.ndarray, make, **options) -> Candidate:
         c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(samples)},
@@ -558,8 +600,12 @@ def why(winner: Candidate | None, candidates: list[Candidate], budget: float) ->
     """One sentence: why the winner won, or why nothing shipped."""
     if winner is None:
         best = max(candidates, key=score) if candidates else None
+        if best is None or best.path is None:  # none was made: saying "the best" of failures would mislead
+            first = next((c for c in candidates if c.reason.startswith("failed")), best)
+            return ("no int8 candidate could be made, so int8 does not ship"
+                    + (f" ({first.name}: {first.reason})" if first else ""))
         return (f"no int8 candidate was within the budget ({budget * 100:.2f} points); the best, "
-                f"{best.name if best else 'none'}, is kept under rejected/ and int8 does not ship")
+                f"{best.name}, is kept under rejected/ and int8 does not ship")
     others = [c for c in candidates if c.passed and c is not winner and c.p50_ms]
     lat = f"{winner.p50_ms:.3f} ms" if winner.p50_ms else "latency not measured"
     if not others:

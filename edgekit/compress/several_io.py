@@ -155,7 +155,7 @@ def compress_several(opts, src, *, log, started: float | None = None) -> Path:
 
 
 def _make(fmt, precision, path, fp32_onnx, meta, gate_d, opts, ws, data, seconds, timeout, stages) -> dict:
-    from edgekit.compress.onnx_files import onnx_fp16, onnx_fp32, ship
+    from edgekit.compress.onnx_files import onnx_fp16, onnx_fp32, ship, ship_stopped
 
     logs = ws.work / "logs" / f"{fmt}_{precision}.log"
     try:
@@ -177,7 +177,11 @@ def _make(fmt, precision, path, fp32_onnx, meta, gate_d, opts, ws, data, seconds
             return ship(job["candidates"], path, ws.out, opts.budget, "tflite")
         return {"path": job["path"]}
     except isolate.JobFailed as exc:
-        return {"skipped": f"{exc.what} {exc.kind}: {exc.detail}"}
+        stopped = None
+        if fmt == "onnx" and precision == "int8":
+            stopped = ship_stopped(ws.work / "candidates", path, ws.out, opts.budget, "onnx",
+                                   f"{exc.kind} ({exc.detail})")
+        return stopped or {"skipped": f"{exc.what} {exc.kind}: {exc.detail}"}
     except DataError as exc:
         return {"skipped": str(exc)}
 
@@ -212,7 +216,7 @@ def onnx_int8_job(*, onnx: str, data: str, work: str, gate: dict, metadata: dict
     """Child job: int8 candidates of a several-input model, each judged on every output, each timed."""
     import onnx as onnx_lib
 
-    from edgekit.compress.search import COMPUTE_OPS, FAST_IN_INT8, SLOW_IN_INT8, Candidate, Gate
+    from edgekit.compress.search import COMPUTE_OPS, FAST_IN_INT8, JOURNAL, SLOW_IN_INT8, Candidate, Gate, Journal
     from edgekit.compress.target_jobs import log
     from edgekit.errors import describe
     from edgekit.export.onnx import quantize_onnx
@@ -233,7 +237,7 @@ def onnx_int8_job(*, onnx: str, data: str, work: str, gate: dict, metadata: dict
                     {"op_types": list(FAST_IN_INT8)}),
                    ("ptq_compute_ops_only", "only convolutions and matrix products in int8",
                     {"op_types": list(COMPUTE_OPS)})]
-    found = []
+    found = Journal(Path(work) / JOURNAL)  # what a stopped search measured still reaches the parent
     log(f"int8 search: {len(calib)} calibration samples (every float input), {len(d.x)} evaluation samples")
     for name, remedy, options in ladder:
         c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(calib)},

@@ -71,7 +71,7 @@ def onnx_int8(*, onnx: str, data: str, work: str, gate: dict, metadata: dict, th
     d = Data(data)
     found = search.onnx_int8(Path(onnx), Path(work), calib=d.calib, x=d.x, y=d.y, reference=d.reference,
                              gate=_gate(gate), metadata=metadata, log=log, deadline=deadline,
-                             speed_remedies=speed_remedies)
+                             speed_remedies=speed_remedies, journal=Path(work) / search.JOURNAL)
     search.time_candidates(found, onnx, "onnxruntime", d.x, threads=threads)
     return {"candidates": [c.as_dict() for c in found], **_floors(found, onnx, onnx, d, gate, work)}
 
@@ -184,7 +184,7 @@ def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gat
         onnx_to_tflite(onnx, fp32, precision="fp32", calib=d.calib[:256], metadata=metadata)
     found = search.tflite_int8(model, Path(work), calib=d.calib, x=d.x, y=d.y, reference=d.reference,
                                gate=_gate(gate), metadata=metadata, fp32_tflite=fp32, log=log, mirror_axis=mirror_axis,
-                               deadline=deadline, speed_remedies=speed_remedies)
+                               deadline=deadline, speed_remedies=speed_remedies, journal=Path(work) / search.JOURNAL)
     baseline = fp32 if fp32 is not None else Path(work) / "fp32.tflite"
     if baseline.is_file():
         search.time_candidates(found, str(baseline), "litert", d.x, threads=threads)

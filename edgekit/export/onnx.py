@@ -8,6 +8,7 @@ dynamic quantization of a CNN was 9x slower (ConvInteger). Weights use 7 bits (`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
@@ -176,6 +177,29 @@ class CalibrationReader:
         return iter(self.get_next, None)
 
 
+def pre_process(src: str | Path, dst: str | Path) -> str:
+    """onnxruntime's pre-processing before quantization (symbolic shape inference, then graph optimization), as
+    it recommends; returns which shape inference was used.
+
+    Symbolic shape inference gives up on some graphs (seen: efficientformerv2's attention reshapes), and when it
+    does it writes ``sym_shape_infer_temp.onnx`` and a data file into the *current* folder before raising: it
+    runs from ``dst``'s folder, so the user's folder stays clean, and onnx's own shape inference takes over.
+    (The folder change is process-wide: quantization runs in edgekit's single-threaded child jobs.)
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    with contextlib.chdir(dst.parent):
+        try:
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+            return "symbolic"
+        except Exception as exc:
+            if "symbolic shape inference" not in str(exc).lower():
+                raise
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+    return "onnx"
+
+
 def quantize_onnx(fp32_path: str | Path, path: str | Path, calib: np.ndarray, *, metadata: dict | None = None,
                   per_channel: bool = True, activation: str = "uint8", method: str = "minmax",
                   nodes_to_exclude: list[str] | None = None, reduce_range: bool = True,
@@ -207,7 +231,6 @@ def quantize_onnx(fp32_path: str | Path, path: str | Path, calib: np.ndarray, *,
     """
     onnx = require("onnx", extra="train", why="ONNX int8 quantization")
     q = require("onnxruntime.quantization", extra="onnx", why="ONNX int8 quantization")
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32_path, path = Path(fp32_path), Path(path)
     if calib is None or len(calib) == 0:
@@ -224,7 +247,7 @@ def quantize_onnx(fp32_path: str | Path, path: str | Path, calib: np.ndarray, *,
         pre, unshared = work / "pre.onnx", work / "unshared.onnx"
         onnx.save_model(unshare_initializers(proto), str(unshared))
         # Shape inference and graph optimization first, as onnxruntime recommends before quantizing.
-        quant_pre_process(str(unshared), str(pre), skip_symbolic_shape=False)
+        pre_process(unshared, pre)
         q.quantize_static(
             str(pre), str(tmp), CalibrationReader(input_name, calib),
             quant_format=q.QuantFormat.QDQ, per_channel=per_channel,
