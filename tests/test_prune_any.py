@@ -152,3 +152,26 @@ def test_a_pruned_model_is_saved_without_pickled_modules_and_rebuilt_exactly(tmp
     with torch.no_grad():
         assert torch.allclose(rebuilt(x), pruned(x), atol=1e-6)
     assert (tmp_path / "p.json").is_file()
+
+
+class SlowNet(nn.Module):
+    """A model whose every step takes 20 ms, as a large network's does on a small CPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        time.sleep(0.02)
+        return self.fc(x)
+
+
+def test_distillation_stops_inside_an_epoch_that_would_outlast_its_seconds():
+    from edgekit.compress.prune_job import distill
+
+    torch.manual_seed(0)
+    teacher, student = nn.Linear(8, 4), SlowNet()
+    x = torch.randn(4000, 8).numpy()  # 113 steps of 32: at 20 ms each, 2.3 s for one epoch
+    r = distill(student, teacher, x, seconds=0.3)
+    assert 0 < r["epochs"] < 1
+    assert r["seconds"] < 2.0  # an unbounded first epoch takes more than 2.3 s

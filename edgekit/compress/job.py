@@ -141,7 +141,7 @@ def compress(opts: Options) -> Path:
     model_src, fp32_onnx = src, opset_at_least(src.onnx_path, 13, work, stages)
     student_out = None
     if opts.prune:
-        pruned = _prune(src, calib, ev, gate, opts, ws, clock, stages, data)
+        pruned = _prune(src, calib, ev, reference, gate, opts, ws, clock, stages, data)
         if pruned is not None:
             model_src, fp32_onnx, student_out = pruned
         clock.lap("prune and distill")
@@ -346,10 +346,12 @@ def _reference_onnx(src: source.Source, ws: Workspace, stages: dict) -> None:
     src.onnx_path = path
 
 
-def _prune(src, calib, ev, gate, opts, ws: Workspace, clock: Clock, stages: dict, data: Path):
+def _prune(src, calib, ev, reference, gate, opts, ws: Workspace, clock: Clock, stages: dict, data: Path):
     """Prune a PyTorch model to ``--prune`` of its MACs and distil it from the original on the calibration
     inputs (the original's own outputs are the targets, so no labels are needed), in a child process with a time
-    limit. Kept only within budget; returns (source, fp32 ONNX, outputs on the evaluation data) or None."""
+    limit. Kept only within budget (judged against ``reference``, the original's outputs on the evaluation
+    data); only a kept student is exported to ONNX. Returns (source, fp32 ONNX, outputs on the evaluation data)
+    or None."""
     if src.kind != "torch":
         stages["prune"] = {"skipped": "pruning needs the PyTorch model: give file.py:factory and --weights "
                                       "(an ONNX file has no trainable graph edgekit can prune safely)"}
@@ -380,18 +382,7 @@ def _prune(src, calib, ev, gate, opts, ws: Workspace, clock: Clock, stages: dict
         return None
     ref = source.ModelRef(**{**src.ref.as_dict(), "pruned": str(state)})
     student = ref.load()
-    if not onnx_path.is_file():
-        try:
-            isolate.call("edgekit.compress.target_jobs:export_onnx",
-                         {"ref": ref.as_dict(), "shape": list(src.input_shape), "out": str(onnx_path),
-                          "source": f"{src.spec} pruned"}, what="ONNX export of the pruned model", timeout=300,
-                         log=ws.work / "logs" / "onnx_export.log")
-        except isolate.JobFailed as exc:
-            stages["prune"] = {"skipped": f"the pruned model could not be exported to ONNX ({exc.kind}: {exc.detail})"}
-            log(f"prune: {stages['prune']['skipped']}")
-            return None
     student_out = _torch_outputs(student, ev.x)
-    reference = _reference_outputs(src, ev.x)
     agree = float((student_out.argmax(1) == reference.argmax(1)).mean())
     acc = float((student_out.argmax(1) == ev.y).mean()) if ev.y is not None else None
     ok, reason = gate.check(acc, agree)
@@ -404,6 +395,18 @@ def _prune(src, calib, ev, gate, opts, ws: Workspace, clock: Clock, stages: dict
         f"{'kept' if ok else 'not kept'}")
     if not ok:
         return None
+    if not onnx_path.is_file():
+        try:
+            isolate.call("edgekit.compress.target_jobs:export_onnx",
+                         {"ref": ref.as_dict(), "shape": list(src.input_shape), "out": str(onnx_path),
+                          "source": f"{src.spec} pruned"}, what="ONNX export of the pruned model",
+                         timeout=max(120.0, 0.2 * TIME_LIMIT), log=ws.work / "logs" / "onnx_export.log")
+        except isolate.JobFailed as exc:
+            stages["prune"]["kept"] = False
+            stages["prune"]["verdict"] += (f"; the pruned model could not be exported to ONNX ({exc.kind}: "
+                                           f"{exc.detail}), so the artifacts come from the original")
+            log(f"prune: {stages['prune']['verdict']}")
+            return None
     pruned = source.Source(spec=src.spec, kind="torch", onnx_path=onnx_path, input_name=src.input_name,
                            input_shape=src.input_shape, torch_model=student, labels=src.labels, ref=ref)
     return pruned, onnx_path, student_out
