@@ -35,7 +35,6 @@ def test_a_child_is_never_killed_before_its_own_deadline():
     assert clock.kill_after(20) == 30
 
 
-
 def test_the_work_after_the_searches_is_kept_back_when_it_needs_more_than_the_reserve():
     # verifying a slow model's artifacts on the evaluation data: 100 s, more than the fixed reserve
     clock = Clock(400, ["onnx:int8", "tflite:int8"], after=100)

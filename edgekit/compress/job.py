@@ -337,16 +337,10 @@ def _seconds_after_searches(onnx_path: Path, x: np.ndarray, targets: list[str]) 
     xception41's verification (48 s) run the command 37 s past its limit. ONNX artifacts are verified in
     batches (0.7x the one-sample time), TFLite ones one sample at a time (1.2x); int8 ones are counted at the
     float time (a slow int8 can be slower than float)."""
-    from edgekit.device.runtime import open_session
+    from edgekit.device.bench import bench
 
     try:
-        with open_session(onnx_path, runtime="onnxruntime", threads=2) as s:
-            s.run(x[:1])
-            k = min(4, len(x))
-            t0 = time.perf_counter()
-            for i in range(k):
-                s.run(x[i:i + 1])
-            per_sample = (time.perf_counter() - t0) / k
+        per_sample = bench(onnx_path, runtime="onnxruntime", threads=2, warmup=1, iterations=4, sample=x).p50_ms / 1e3
     except Exception:  # noqa: BLE001 - an estimate; verification itself reports a model that cannot run
         return 0.0
     runs = sum(1.2 if t.startswith("tflite") else 0.7 for t in targets)
