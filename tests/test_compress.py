@@ -226,6 +226,56 @@ def test_one_outlier_calibration_sample_does_not_set_the_int8_ranges(tmp_path):
     assert search.choose(tried) is averaged  # the only candidate within the budget ships
 
 
+def test_gptq_comes_next_only_when_the_weights_rounding_is_most_of_what_plain_int8_loses():
+    """The weight floor (fp32 with only its weights rounded) orders the search: when it loses at least half of the
+    default's loss, GPTQ is next; when the activations lose most (a vision transformer: -40 points with the
+    weights alone at -2.8), their remedies come first."""
+    gate = search.Gate(0.01, baseline_accuracy=0.80)
+    default = search.Candidate("ptq_minmax_per_channel", "", {}, path="d.onnx", accuracy=0.77, top1_agreement=0.9)
+    floor = {"accuracy": 0.785, "top1_agreement": 0.93, "within_budget": False}  # 1.5 of 3 points: the weights
+    lines = []
+    assert search._weights_first(default, lambda: floor, gate, lines.append)
+    assert "lose 1.50 of the default's 3.00 points: GPTQ next" in lines[0]
+    vit = search.Candidate("ptq_minmax_per_channel", "", {}, path="d.onnx", accuracy=0.40, top1_agreement=0.5)
+    assert not search._weights_first(vit, lambda: {**floor, "accuracy": 0.772}, gate, lines.append)
+    assert not search._weights_first(default, lambda: {**floor, "within_budget": True}, gate, lines.append)
+
+    def broken():
+        raise RuntimeError("no session")
+
+    assert not search._weights_first(default, broken, gate, lines.append) and "no session" in lines[-1]
+
+
+def test_gptq_after_the_calibration_variants_is_calibrated_as_the_best_and_later_candidates_keep_it(tmp_path):
+    """Where the activations lose most, GPTQ follows the calibration variants, calibrated as the most accurate
+    one; when it beats that one, every candidate after it rounds its weights by GPTQ too (levels reused)."""
+    from edgekit.export.onnx import save_onnx, to_onnx_proto
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3),
+                                torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 4)).eval()
+    rng = np.random.default_rng(0)
+    calib, x = rng.normal(size=(64, 3, 12, 12)).astype(np.float32), rng.normal(size=(64, 3, 12, 12)).astype(np.float32)
+    save_onnx(to_onnx_proto(model, x[:1]), tmp_path / "m.onnx", {})
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    impossible = search.Gate(budget=-1.0, baseline_accuracy=None)  # every remedy is tried
+    tried = search.onnx_int8(tmp_path / "m.onnx", tmp_path / "work", calib=calib, x=x, y=None, reference=reference,
+                             gate=impossible, metadata={}, log=lambda m: None, speed_remedies=False)
+    names = [c.name for c in tried]
+    i = names.index("ptq_gptq")
+    assert names[i - 1] == "ptq_s8s8_full_range"
+    gptq, best = tried[i], max(tried[:i], key=search.score)
+    assert gptq.path and "GPTQ re-rounded 3 weight(s)" in gptq.remedy
+    assert gptq.options == {**best.options, "weight_rounding": "gptq"}
+    later = [c for c in tried[i + 1:] if c.path]
+    assert later
+    if search.score(gptq) > search.score(best):
+        assert all(c.options.get("weight_rounding") == "gptq" for c in later)
+    else:
+        assert all("weight_rounding" not in c.options for c in later)
+
+
 class Periodic(torch.nn.Module):
     """Two class scores that turn with the sum of the inputs 300 times over: any noise flips the decision."""
 
@@ -289,7 +339,7 @@ def test_a_model_whose_weights_cannot_be_rounded_to_int8_is_named_as_such_when_n
     assert not (tmp_path / "weights_rounded_to_int8.onnx").exists()  # the rounded copy is not left behind
     failed = [search.Candidate("ptq", "", {}, path=None, passed=False).as_dict()]
     why = ship(failed, tmp_path / "m.onnx", tmp_path, 0.01, "onnx", None, floors["fine"])["stages"]["int8_search"]
-    assert "only its weights rounded to int8" in why["why"] and why["weight_floor"] == floors["fine"]
+    assert "only its weights rounded to the nearest int8 value" in why["why"] and why["weight_floor"] == floors["fine"]
     plain = ship(failed, tmp_path / "m.onnx", tmp_path, 0.01, "onnx", None, floors["ordinary"])
     assert "weights rounded" not in plain["stages"]["int8_search"]["why"]
 

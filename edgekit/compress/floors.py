@@ -7,10 +7,12 @@ Two measurements on the fp32 model answer it, each one evaluation pass judged by
 - **int8 weights**: every convolution and matrix-product weight rounded to 8 bits per output channel
   (symmetric, 127 levels, as the int8 candidates store them) while every activation stays float.
 
-Every int8 candidate rounds at least that much, then adds the activations' rounding at every layer. A model
-that leaves the budget under either has decisions finer than int8 carries (measured on randomly initialised
-timm backbones: weights alone changed 4.5 % of resnet18's and 57 % of mobilenetv2_100's top-1 decisions), so
-the remedies left are layers kept in float, quantization-aware training, or fp32/fp16 as the artifact.
+Every int8 candidate that rounds weights to nearest rounds at least that much, then adds the activations'
+rounding at every layer. A model that leaves the budget under either has decisions finer than int8 carries
+(measured on randomly initialised timm backbones: weights alone changed 4.5 % of resnet18's and 57 % of
+mobilenetv2_100's top-1 decisions), so the remedies left are weights rounded by GPTQ on the same grid
+(:mod:`edgekit.export.gptq`, against the layers' inputs), layers kept in float, quantization-aware training,
+or fp32/fp16 as the artifact.
 """
 
 from __future__ import annotations
@@ -58,6 +60,27 @@ def weight_floor(fp32_onnx: str | Path, x: np.ndarray, y: np.ndarray | None, ref
     return {"weights_rounded": rounded, "worst_relative_error": worst, **_judged(out, y, reference, gate)}
 
 
+def torch_weight_floor(model, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray, gate,
+                       batch: int = 50) -> dict:
+    """The weight floor of a PyTorch model (the TFLite int8 search's source): a copy with every Conv/Linear
+    weight rounded to 8 bits per output channel, activations float, run on ``x`` and judged by ``gate``."""
+    import copy
+
+    import torch
+
+    rounded = copy.deepcopy(model).eval()
+    n = 0
+    with torch.no_grad():
+        for m in rounded.modules():
+            w = getattr(m, "weight", None)
+            if isinstance(m, torch.nn.modules.conv._ConvNd | torch.nn.Linear) and w is not None and w.ndim >= 2:
+                w.copy_(torch.from_numpy(per_channel_int8(w.detach().float().numpy(), 0)).to(w.dtype))
+                n += 1
+        out = np.concatenate([rounded(torch.from_numpy(np.ascontiguousarray(x[i: i + batch]))).float().numpy()
+                              for i in range(0, len(x), batch)])
+    return {"weights_rounded": n, **_judged(out, y, reference, gate)}
+
+
 def round_weights(model) -> tuple[int, float]:
     """Round, in place, every float weight initializer of a Conv/ConvTranspose/Gemm/MatMul to 8 bits per output
     channel; returns how many were rounded and the largest relative RMS change of one."""
@@ -102,10 +125,10 @@ def floor_sentence(noise: dict | None, weights: dict | None = None) -> str:
     """The floors as clauses of the search's verdict, each only when it explains the failure (else "")."""
     out = ""
     if weights and not weights.get("within_budget", True):
-        out += (f"; the fp32 model with only its weights rounded to int8 (per channel, activations float) is "
-                f"already outside the budget ({weights['reason']}): no candidate that stores every weight in int8 "
-                f"can meet it, so layers kept in float, quantization-aware training with labels, or fp32/fp16 "
-                f"are what is left")
+        out += (f"; the fp32 model with only its weights rounded to the nearest int8 value (per channel, "
+                f"activations float) is already outside the budget ({weights['reason']}): no candidate that rounds "
+                f"every weight to nearest can meet it; GPTQ rounding (ptq_gptq, ONNX), layers kept in float, "
+                f"quantization-aware training, or fp32/fp16 are what is left")
     if noise and not noise.get("within_budget", True):
         out += (f"; the fp32 model itself is outside the budget under input noise of half an int8 step "
                 f"(±{noise['input_step'] / 2:.3g}: {noise['reason']}): its decisions are finer than int8 carries, "

@@ -1,10 +1,13 @@
 """The accuracy-budget search for int8: try the known remedies in order of cost, keep the fastest that passes.
 
 Plain post-training int8 (edgekit's default: QDQ, per-channel weights, U8S8, min-max calibration) is tried
-first, with the cheap calibration variants beside it (full 8-bit weights where the CPU has int8 dot products,
-min-max ranges averaged over the samples, percentile calibration, S8S8), then the variants that keep the
-operators int8 slows down in float, calibrated as the most accurate variant was. When none is within the
-budget, the remedies escalate:
+first. When it misses the budget, its weights are rounded by GPTQ on the same int8 grid (each layer's values
+chosen against its calibration inputs, :mod:`edgekit.export.gptq`): on real architectures most misses are the
+weights' rounding, which no calibration changes; when that beats nearest rounding, every later candidate keeps
+it. Then the cheap calibration variants (full 8-bit weights where the CPU has int8 dot products, min-max ranges
+averaged over the samples, percentile calibration, S8S8), then the variants that keep the operators int8 slows
+down in float, calibrated as the most accurate variant was. When none is within the budget, the remedies
+escalate:
 
 1. more calibration samples (all the calibration data given, up to ``MAX_CALIB``),
 2. the most sensitive layers left in float: each layer's sensitivity is *measured* — the drop in
@@ -160,7 +163,10 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
     small = calib[:DEFAULT_CALIB]
     tried = Journal(journal)
 
+    inherited: dict = {}  # what every later candidate keeps: GPTQ's rounding once it beat nearest
+
     def attempt(name: str, remedy: str, samples: np.ndarray, source: Path = fp32_path, **options) -> Candidate:
+        options = {**inherited, **options}
         c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(samples)},
                       path=str(work / f"{name}.onnx"), excluded=list(options.get("nodes_to_exclude") or []))
         if _late(deadline):
@@ -169,7 +175,22 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
                     reference=reference, gate=gate, log=log)
 
     log(f"int8 search: {len(small)} calibration samples, {len(x)} evaluation samples")
-    attempt("ptq_minmax_per_channel", "plain post-training int8 (edgekit's default)", small)
+    default = attempt("ptq_minmax_per_channel", "plain post-training int8 (edgekit's default)", small)
+
+    def gptq(base: Candidate) -> None:
+        """The same int8 grid, values chosen against each layer's inputs (levels computed once, reused)."""
+        c = attempt("ptq_gptq", "weights rounded by GPTQ: the same int8 grid, each layer's rounding error moved onto "
+                    "the weights not yet rounded so that its outputs on the calibration inputs change least", small,
+                    **_options_of(base), weight_rounding="gptq")
+        if score(c) > score(base):
+            inherited["weight_rounding"] = "gptq"
+
+    from edgekit.compress.floors import weight_floor
+
+    weights_first = not default.passed and default.path is not None and not _late(deadline) and _weights_first(
+        default, lambda: weight_floor(fp32_path, x, y, reference, gate, work), gate, log)
+    if weights_first:
+        gptq(default)
     dot = _has_int8_dot_products()
     if dot:
         # 7-bit weights guard against vpmaddubsw's int16 saturation on AVX2; VNNI and Arm dot products add in
@@ -185,6 +206,8 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
     attempt("ptq_percentile", "percentile calibration (clips activation outliers)", small, method="percentile")
     attempt("ptq_s8s8_full_range", "int8 activations and full 8-bit weights (S8S8; more precise, often slower "
             "on x86 without VNNI)", small, activation="int8", reduce_range=False)
+    if not weights_first and not any(c.passed for c in tried) and any(c.path for c in tried):
+        gptq(max(tried, key=score))  # the activations lost most; GPTQ may still close the rest
     if speed_remedies:
         onnx_speed_remedies(attempt, fp32_path, small, tried, log)
     if any(c.passed for c in tried):
@@ -296,11 +319,38 @@ def slower_op_types(fp32_path: str, int8_path: str, sample: np.ndarray) -> list[
     return out
 
 
-def score(c: Candidate) -> float:
-    """How good a candidate is: accuracy when labelled, else agreement; a failed attempt scores -1."""
+def _weights_first(default: Candidate, floor, gate: Gate, log) -> bool:
+    """Whether the weights' rounding is most of what ``default`` loses: the fp32 model with only its weights rounded
+    to nearest (``floor()``, :mod:`edgekit.compress.floors`) already outside the budget and losing at least half of
+    what the default does. Then GPTQ comes next; otherwise the activations' remedies come first."""
+    try:
+        f = floor()
+    except Exception as exc:  # a hint for the order only: without it GPTQ keeps its later place
+        log(f"  weight floor not measured: {describe(exc)}")
+        return False
+    lost = _loss(gate, default.accuracy, default.top1_agreement)
+    weights = _loss(gate, f["accuracy"], f["top1_agreement"])
+    first = not f["within_budget"] and lost > 0 and weights >= 0.5 * lost
+    log(f"  weights rounded to nearest alone lose {weights * 100:.2f} of the default's {lost * 100:.2f} points: "
+        + ("GPTQ next" if first else "the activations' remedies first"))
+    return first
+
+
+def _loss(gate: Gate, accuracy: float | None, agreement: float | None) -> float:
+    if accuracy is not None and gate.baseline_accuracy is not None:
+        return gate.baseline_accuracy - accuracy
+    return 1.0 - (agreement or 0.0)
+
+
+def score(c: Candidate) -> tuple[float, float]:
+    """How good a candidate is: accuracy when labelled, else agreement; between equals, the smaller largest
+    output error (the eval set's decisions are coarse: two candidates often tie on them). A failed attempt
+    scores below every made one."""
     if c.path is None:
-        return -1.0
-    return c.accuracy if c.accuracy is not None else (c.top1_agreement or 0.0)
+        return -1.0, -np.inf
+    metric = c.accuracy if c.accuracy is not None else (c.top1_agreement or 0.0)
+    err = c.max_abs_diff if c.max_abs_diff is not None and np.isfinite(c.max_abs_diff) else np.inf
+    return metric, -err
 
 
 def _options_of(c: Candidate) -> dict:
@@ -318,9 +368,11 @@ def quantize_loadable(source: Path, c: Candidate, samples, metadata: dict, optio
 
     options = dict(options)
     for _ in range(tries):
-        quantize_onnx(source, c.path, samples, metadata=metadata, **options)
+        made = quantize_onnx(source, c.path, samples, metadata=metadata, **options)
         try:
             open_session(c.path, runtime="onnxruntime").close()
+            if made.notes:
+                c.remedy += " (" + "; ".join(made.notes) + ")"
             return
         except DataError as exc:
             op = re.search(r"Op \((\w+)\)", str(exc))
@@ -468,7 +520,8 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
     """The same search for full-int8 TFLite; ``mirror_axis`` (images: the width axis) lets QAT also train on
     mirrored calibration samples.
 
-    Remedies in order: litert-torch's PT2E quantizer per channel (edgekit's default), per tensor, and with
+    Remedies in order: litert-torch's PT2E quantizer per channel (edgekit's default), then, when it misses the
+    budget, the same with its weights rounded by GPTQ (:mod:`edgekit.export.gptq`), per tensor, and with
     min-max activation ranges (on the PyTorch ``model``; skipped when it is None); with ``speed_remedies``, the
     variants that keep the operators int8 slows down in float (ai-edge-quantizer on the fp32 .tflite, see
     :func:`tflite_speed_remedies`); then ai-edge-quantizer's static int8 of the fp32 .tflite (min-max
@@ -483,7 +536,11 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
     small = calib[:DEFAULT_CALIB]
     tried = Journal(journal)
 
+    inherited: dict = {}  # PT2E candidates after GPTQ keep its rounding once it beat nearest
+
     def attempt(name: str, remedy: str, samples: np.ndarray, make, **options) -> Candidate:
+        if make is pt2e and "qat_epochs" not in options:
+            options = {**inherited, **options}
         c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(samples)},
                       path=str(work / f"{name}.tflite"), excluded=list(options.get("float_ops") or []),
                       format="tflite")
@@ -505,13 +562,32 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
         Path(path).write_bytes(embed_metadata(data, METADATA_KEY, text, compact=True))
 
     log(f"TFLite int8 search: {len(small)} calibration samples")
+    def gptq(base: Candidate) -> None:
+        c = attempt("tflite_ptq_gptq", "weights rounded by GPTQ (the same int8 grid, each layer's rounding error "
+                    "moved onto the weights not yet rounded)", small, pt2e,
+                    **{k: v for k, v in _options_of(base).items() if k in ("per_channel", "activation_observer")},
+                    weight_rounding="gptq")
+        if score(c) > score(base):
+            inherited["weight_rounding"] = "gptq"
+
+    weights_first = False
     if model is not None:
-        attempt("tflite_ptq_per_channel", "plain post-training int8 (litert-torch PT2E, per-channel)", small, pt2e)
+        from edgekit.compress.floors import torch_weight_floor
+
+        default = attempt("tflite_ptq_per_channel", "plain post-training int8 (litert-torch PT2E, per-channel)",
+                          small, pt2e)
+        weights_first = not default.passed and default.path is not None and not _late(deadline) and _weights_first(
+            default, lambda: torch_weight_floor(model, x, y, reference, gate), gate, log)
+        if weights_first:
+            gptq(default)
     if fp32_tflite is not None and not Path(fp32_tflite).is_file():
         fp32_tflite = None  # the fp32 export failed or was not asked for: make one from the model when there is one
     if fp32_tflite is None and model is not None and not _late(deadline):
         fp32_tflite = work / "fp32.tflite"
         export_tflite(model, small[:1], fp32_tflite, precision="fp32", metadata=metadata)
+    pt2e_made = [c for c in tried if c.path and c.name.startswith("tflite_ptq")]
+    if model is not None and not weights_first and not any(c.passed for c in tried) and pt2e_made:
+        gptq(max(pt2e_made, key=score))  # the activations lost most; GPTQ may still close the rest
     if fp32_tflite is not None and speed_remedies:
         tflite_speed_remedies(attempt, aeq, Path(fp32_tflite), small)
     if any(c.passed for c in tried):

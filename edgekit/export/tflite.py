@@ -148,7 +148,7 @@ def _fp16(model, example: np.ndarray, calib: np.ndarray | None) -> bytes:
 
 def _int8(model, example: np.ndarray, calib: np.ndarray, *, per_channel: bool = True,
           activation_observer: str = "histogram", qat_epochs: int = 0, qat_lr: float = 1e-5,
-          qat_seed: int = 0, qat_mirror_axis: int | None = None) -> bytes:
+          qat_seed: int = 0, qat_mirror_axis: int | None = None, weight_rounding: str = "nearest") -> bytes:
     import litert_torch
     import torch
     from litert_torch.quantize import pt2e_quantizer
@@ -173,6 +173,12 @@ def _int8(model, example: np.ndarray, calib: np.ndarray, *, per_channel: bool = 
     # itself stays True, and litert-torch warns "converted in training mode" on every int8 export without it.
     graph = move_exported_model_to_eval(graph)
     graph.training = False
+    if weight_rounding == "gptq":  # the same int8 grid, values chosen against each layer's inputs
+        from edgekit.export.gptq import gptq_pt2e
+
+        gptq_pt2e(graph, calib, batch)
+    elif weight_rounding != "nearest":
+        raise ValueError(f"weight_rounding is 'nearest' or 'gptq', not {weight_rounding!r}")
     converted = litert_torch.convert(graph, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
     return bytes(converted.model_content())
 
