@@ -228,6 +228,8 @@ def onnx_int8_job(*, onnx: str, data: str, work: str, gate: dict, metadata: dict
     calib = d.calib.samples()[: search.DEFAULT_CALIB]
     present = {n.op_type for n in onnx_lib.load(onnx, load_external_data=False).graph.node}
     ladder = [("ptq_minmax_per_channel", "plain post-training int8 (edgekit's default)", {}),
+              ("ptq_gptq", "weights rounded by GPTQ (the same int8 grid, values chosen against each layer's inputs)",
+               {"weight_rounding": "gptq"}),
               ("ptq_minmax_per_tensor", "per-tensor weight scales", {"per_channel": False}),
               ("ptq_percentile", "percentile calibration (clips activation outliers)", {"method": "percentile"}),
               ("ptq_s8s8_full_range", "int8 activations and full 8-bit weights (S8S8)",
