@@ -276,6 +276,32 @@ def test_gptq_after_the_calibration_variants_is_calibrated_as_the_best_and_later
         assert all("weight_rounding" not in c.options for c in later)
 
 
+def test_tflite_starts_with_gptq_when_the_onnx_search_found_the_weights_rounding_most_of_the_loss(tmp_path):
+    """The ONNX search writes its finding (search.ORDER); the TFLite search of the same model then starts with
+    GPTQ-rounded weights instead of spending a whole PT2E export on a plain candidate that would miss."""
+    pytest.importorskip("litert_torch")
+    from edgekit.compress.target_jobs import _order
+
+    (tmp_path / "order.json").write_text('{"weights_first": true}')
+    assert _order(str(tmp_path / "order.json")) is True
+    assert _order(str(tmp_path / "missing.json")) is None and _order(None) is None
+    (tmp_path / "bad.json").write_text("[1")
+    assert _order(str(tmp_path / "bad.json")) is None
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 6 * 6, 4)).eval()
+    rng = np.random.default_rng(0)
+    calib, x = rng.normal(size=(32, 3, 8, 8)).astype(np.float32), rng.normal(size=(16, 3, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    tried = search.tflite_int8(model, tmp_path / "w", calib=calib, x=x, y=None, reference=reference,
+                               gate=search.Gate(1.0, None), metadata={}, log=lambda m: None, speed_remedies=False,
+                               weights_first=True)
+    assert tried[0].name == "tflite_ptq_gptq" and tried[0].passed
+    assert tried[0].options["weight_rounding"] == "gptq"
+    assert "tflite_ptq_per_channel" not in [c.name for c in tried]
+
+
 class Periodic(torch.nn.Module):
     """Two class scores that turn with the sum of the inputs 300 times over: any noise flips the decision."""
 

@@ -94,3 +94,28 @@ def test_when_symbolic_shape_inference_gives_up_onnx_shape_inference_takes_over_
     assert pre_process(trained[2].path, tmp_path / "work" / "pre.onnx") == "onnx"
     onnx.checker.check_model(str(tmp_path / "work" / "pre.onnx"))
     assert list(user.iterdir()) == []
+
+
+def test_a_calibration_cache_skips_the_calibration_pass_and_gives_the_same_model(trained, tmp_path, monkeypatch):
+    """Candidates of a search that differ only in what the activation ranges do not depend on (weights, bit
+    widths, layers left in float) share one calibration; different samples or another method do not."""
+    from onnxruntime.quantization import calibrate
+
+    from edgekit.export.onnx import quantize_onnx
+
+    s, _, fp32, _ = trained
+    calib, cache = s.calibration(64), tmp_path / "calibration"
+    quantize_onnx(fp32.path, tmp_path / "a.onnx", calib, calibration_cache=cache)
+    assert len(list(cache.glob("*.json"))) == 1 and not list(cache.glob("*.tmp.json"))
+    calls = []
+    real = calibrate.MinMaxCalibrater.collect_data
+    monkeypatch.setattr(calibrate.MinMaxCalibrater, "collect_data", lambda self, r: calls.append(1) or real(self, r))
+    quantize_onnx(fp32.path, tmp_path / "b.onnx", calib, calibration_cache=cache)
+    assert calls == []  # ranges read from the cache
+    a, b = onnx.load(str(tmp_path / "a.onnx")), onnx.load(str(tmp_path / "b.onnx"))
+    assert a.graph.SerializeToString() == b.graph.SerializeToString()
+    quantize_onnx(fp32.path, tmp_path / "c.onnx", calib, calibration_cache=cache, reduce_range=False,
+                  nodes_to_exclude=[a.graph.node[-1].name])
+    assert calls == []  # bit widths and float layers do not change the ranges
+    quantize_onnx(fp32.path, tmp_path / "d.onnx", calib[:32], calibration_cache=cache)
+    assert calls == [1] and len(list(cache.glob("*.json"))) == 2  # other samples: calibrated again

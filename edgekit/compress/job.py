@@ -466,6 +466,7 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
                             "work": str(ws.work / "tflite_candidates"), "gate": gate_d, "metadata": meta,
                             "fp32_tflite": str(fp32_tflite) if fp32_tflite.is_file() else None,
                             "mirror_axis": calib.mirror_axis, "threads": opts.threads[0], "fp32_onnx": str(fp32_onnx),
+                            "order": str(ws.work / "candidates" / search.ORDER),
                             "deadline": time.monotonic() + seconds}, what="TFLite int8 search",
                            timeout=clock.kill_after(seconds), log=logs).result
         rec = ship(job["candidates"], path, ws.out, opts.budget, "tflite", job.get("noise_floor"),

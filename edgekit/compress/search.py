@@ -44,6 +44,7 @@ MAX_CALIB = 2048  # "more calibration samples" uses up to this many
 SENSITIVE_STEPS = (1, 2, 4, 8)  # layers kept in float, one attempt each
 MOVING_AVERAGE = {"CalibMovingAverage": True}  # onnxruntime's averaged min-max (constant 0.01 per sample)
 JOURNAL = "journal.jsonl"  # in a search's work folder: its candidates, one line each as measured
+ORDER = "order.json"  # in the ONNX search's work folder: whether the weights' rounding was most of the loss
 QAT_EPOCHS, QAT_LR = 10, 1e-5  # TFLite quantization-aware fine-tuning: passes over the calibration samples
 PASS_THROUGH = ("Relu", "Clip", "LeakyRelu", "HardSwish", "HardSigmoid", "Sigmoid", "BatchNormalization", "Identity")
 
@@ -171,7 +172,8 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
                       path=str(work / f"{name}.onnx"), excluded=list(options.get("nodes_to_exclude") or []))
         if _late(deadline):
             return _not_tried(c, tried, log)
-        return _run(c, lambda: quantize_loadable(source, c, samples, metadata, options), tried, x=x, y=y,
+        return _run(c, lambda: quantize_loadable(source, c, samples, metadata,
+                                                 {**options, "calibration_cache": work / "calibration"}), tried, x=x, y=y,
                     reference=reference, gate=gate, log=log)
 
     log(f"int8 search: {len(small)} calibration samples, {len(x)} evaluation samples")
@@ -189,6 +191,11 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
 
     weights_first = not default.passed and default.path is not None and not _late(deadline) and _weights_first(
         default, lambda: weight_floor(fp32_path, x, y, reference, gate, work), gate, log)
+    if not default.passed and default.path is not None:
+        # The TFLite search of the same model reads it: the same weights, the same per-channel grid.
+        from edgekit.rundir import write_json
+
+        write_json(work / ORDER, {"weights_first": weights_first})
     if weights_first:
         gptq(default)
     dot = _has_int8_dot_products()
@@ -516,9 +523,12 @@ def _quant_types(options: dict) -> dict:
 def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray,
                 gate: Gate, metadata: dict, fp32_tflite: Path | None = None, log=print,
                 mirror_axis: int | None = None, deadline: float | None = None,
-                speed_remedies: bool = True, journal: Path | None = None) -> list[Candidate]:
+                speed_remedies: bool = True, journal: Path | None = None,
+                weights_first: bool | None = None) -> list[Candidate]:
     """The same search for full-int8 TFLite; ``mirror_axis`` (images: the width axis) lets QAT also train on
-    mirrored calibration samples.
+    mirrored calibration samples. ``weights_first``: what the ONNX search of the same model measured (:data:`ORDER`):
+    True starts with GPTQ-rounded weights (plain PT2E costs a whole export and would miss), False puts GPTQ after the
+    activations' remedies, None measures the model's own weight floor after the plain candidate.
 
     Remedies in order: litert-torch's PT2E quantizer per channel (edgekit's default), then, when it misses the
     budget, the same with its weights rounded by GPTQ (:mod:`edgekit.export.gptq`), per tensor, and with
@@ -570,23 +580,33 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
         if score(c) > score(base):
             inherited["weight_rounding"] = "gptq"
 
-    weights_first = False
-    if model is not None:
+    if model is not None and weights_first:
+        log("  the ONNX search found the weights' rounding most of int8's loss: GPTQ-rounded weights first")
+        first = attempt("tflite_ptq_gptq", "weights rounded by GPTQ (the same int8 grid, each layer's rounding error "
+                        "moved onto the weights not yet rounded; first, as the ONNX search measured the weights' "
+                        "rounding to be most of what plain int8 loses)", small, pt2e, weight_rounding="gptq")
+        if first.path:
+            inherited["weight_rounding"] = "gptq"
+        else:
+            attempt("tflite_ptq_per_channel", "plain post-training int8 (litert-torch PT2E, per-channel)", small, pt2e)
+    elif model is not None:
         from edgekit.compress.floors import torch_weight_floor
 
         default = attempt("tflite_ptq_per_channel", "plain post-training int8 (litert-torch PT2E, per-channel)",
                           small, pt2e)
-        weights_first = not default.passed and default.path is not None and not _late(deadline) and _weights_first(
-            default, lambda: torch_weight_floor(model, x, y, reference, gate), gate, log)
-        if weights_first:
-            gptq(default)
+        if weights_first is None:
+            weights_first = not default.passed and default.path is not None and not _late(deadline) and \
+                _weights_first(default, lambda: torch_weight_floor(model, x, y, reference, gate), gate, log)
+            if weights_first:
+                gptq(default)
     if fp32_tflite is not None and not Path(fp32_tflite).is_file():
         fp32_tflite = None  # the fp32 export failed or was not asked for: make one from the model when there is one
     if fp32_tflite is None and model is not None and not _late(deadline):
         fp32_tflite = work / "fp32.tflite"
         export_tflite(model, small[:1], fp32_tflite, precision="fp32", metadata=metadata)
     pt2e_made = [c for c in tried if c.path and c.name.startswith("tflite_ptq")]
-    if model is not None and not weights_first and not any(c.passed for c in tried) and pt2e_made:
+    if model is not None and not weights_first and not any(c.passed for c in tried) and pt2e_made \
+            and not any(c.name == "tflite_ptq_gptq" for c in tried):
         gptq(max(pt2e_made, key=score))  # the activations lost most; GPTQ may still close the rest
     if fp32_tflite is not None and speed_remedies:
         tflite_speed_remedies(attempt, aeq, Path(fp32_tflite), small)

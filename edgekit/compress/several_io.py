@@ -250,7 +250,7 @@ def onnx_int8_job(*, onnx: str, data: str, work: str, gate: dict, metadata: dict
             continue
         t0 = time.perf_counter()
         try:
-            quantize_onnx(onnx, c.path, calib, metadata=metadata, **options)
+            quantize_onnx(onnx, c.path, calib, metadata=metadata, calibration_cache=Path(work) / "calibration", **options)
             _judge_candidate(c, d, g, names)
         except Exception as exc:
             c.path, c.passed, c.reason = None, False, f"failed: {describe(exc)}"

@@ -12,6 +12,7 @@ and returns what it measured.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -162,9 +163,10 @@ def fastest_route(onnx: str, out: str, *, precision: str, calib: np.ndarray, met
 
 def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gate: dict, metadata: dict,
                 fp32_tflite: str | None, mirror_axis: int | None, threads: int, deadline: float,
-                speed_remedies: bool = True, fp32_onnx: str | None = None) -> dict:
+                speed_remedies: bool = True, fp32_onnx: str | None = None, order: str | None = None) -> dict:
     """The TFLite int8 search (:func:`edgekit.compress.search.tflite_int8`), every candidate timed against fp32.
-    ``fp32_onnx``: the same model in ONNX, for the weight floor when nothing passes (default: ``onnx``)."""
+    ``fp32_onnx``: the same model in ONNX, for the weight floor when nothing passes (default: ``onnx``).
+    ``order``: the ONNX search's :data:`edgekit.compress.search.ORDER` file, when it wrote one."""
     from edgekit.compress import search
 
     d = Data(data)
@@ -184,12 +186,22 @@ def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gat
         onnx_to_tflite(onnx, fp32, precision="fp32", calib=d.calib[:256], metadata=metadata)
     found = search.tflite_int8(model, Path(work), calib=d.calib, x=d.x, y=d.y, reference=d.reference,
                                gate=_gate(gate), metadata=metadata, fp32_tflite=fp32, log=log, mirror_axis=mirror_axis,
-                               deadline=deadline, speed_remedies=speed_remedies, journal=Path(work) / search.JOURNAL)
+                               deadline=deadline, speed_remedies=speed_remedies, journal=Path(work) / search.JOURNAL,
+                               weights_first=_order(order))
     baseline = fp32 if fp32 is not None else Path(work) / "fp32.tflite"
     if baseline.is_file():
         search.time_candidates(found, str(baseline), "litert", d.x, threads=threads)
     return {"candidates": [c.as_dict() for c in found], "note": note,
             **_floors(found, baseline, fp32_onnx or onnx, d, gate, work)}
+
+
+def _order(path: str | None) -> bool | None:
+    """The ONNX search's finding that the weights' rounding is most of int8's loss (None: not measured)."""
+    try:
+        found = json.loads(Path(path).read_text()).get("weights_first") if path else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, bool) else None
 
 
 def inc(*, ref: dict, data: str, budget: float, deadline: float) -> dict:
