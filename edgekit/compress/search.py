@@ -1,13 +1,14 @@
 """The accuracy-budget search for int8: try the known remedies in order of cost, keep the fastest that passes.
 
 Plain post-training int8 (edgekit's default: QDQ, per-channel weights, U8S8, min-max calibration) is tried
-first. When it misses the budget, its weights are rounded by GPTQ on the same int8 grid (each layer's values
-chosen against its calibration inputs, :mod:`edgekit.export.gptq`): on real architectures most misses are the
-weights' rounding, which no calibration changes; when that beats nearest rounding, every later candidate keeps
-it. Then the cheap calibration variants (full 8-bit weights where the CPU has int8 dot products, min-max ranges
-averaged over the samples, percentile calibration, S8S8), then the variants that keep the operators int8 slows
-down in float, calibrated as the most accurate variant was. When none is within the budget, the remedies
-escalate:
+first. When it misses the budget and the fp32 model with only its weights rounded loses most of what it loses
+(the weight floor), its weights are rounded by GPTQ next, on the same int8 grid (each layer's values chosen
+against its calibration inputs, :mod:`edgekit.export.gptq`); when that beats nearest rounding, every later
+candidate keeps it. Then the variants that keep the operators int8 slows down in float (faster, and where the
+activations lose most -- transformers -- more accurate too), GPTQ if not yet tried and nothing passed, then the
+calibration variants of the best candidate so far (full 8-bit weights where the CPU has int8 dot products,
+min-max ranges averaged over the samples, percentile calibration, S8S8). When none is within the budget, the
+remedies escalate:
 
 1. more calibration samples (all the calibration data given, up to ``MAX_CALIB``),
 2. the most sensitive layers left in float: each layer's sensitivity is *measured* — the drop in
@@ -198,25 +199,34 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
         write_json(work / ORDER, {"weights_first": weights_first})
     if weights_first:
         gptq(default)
+    if speed_remedies:
+        # Before the calibration variants: faster where int8 is slow, and where activations lose most (vision
+        # transformers: -40 points with LayerNorm, Softmax and GELU in int8) the accuracy remedy as well.
+        onnx_speed_remedies(attempt, fp32_path, small, tried, log)
+    if not weights_first and not any(c.passed for c in tried) and any(c.path for c in tried):
+        gptq(max(tried, key=score))  # the activations lost most; GPTQ may still close the rest
+
+    def on_best(**variation) -> dict:
+        """A calibration variant of the best candidate so far (its operator types, weights and bit widths)."""
+        made = [c for c in tried if c.path]
+        return {**(_options_of(max(made, key=score)) if made else {}), **variation}
+
     dot = _has_int8_dot_products()
     if dot:
         # 7-bit weights guard against vpmaddubsw's int16 saturation on AVX2; VNNI and Arm dot products add in
         # int32, so full 8-bit weights lose nothing there and keep the accuracy 7 bits cost.
         attempt("ptq_u8s8_full_range", "full 8-bit weights (this CPU's int8 dot products do not saturate)", small,
-                reduce_range=False)
+                **on_best(reduce_range=False))
     if not any(c.passed for c in tried):
         # Global min-max takes each range from the most extreme sample; one image that drives a layer to 40x
         # its usual range (measured on efficientnet_b0: 93 against a median of 0.5) leaves every other image 8 dB
         # of signal there. Ranges averaged over the samples (TensorFlow's moving-average min-max) ignore it.
         attempt("ptq_moving_average", "min-max ranges averaged over the calibration samples (one outlier sample "
-                "no longer sets a layer's range)", small, reduce_range=not dot, extra_options=MOVING_AVERAGE)
-    attempt("ptq_percentile", "percentile calibration (clips activation outliers)", small, method="percentile")
+                "no longer sets a layer's range)", small, **on_best(reduce_range=not dot, extra_options=MOVING_AVERAGE))
+    attempt("ptq_percentile", "percentile calibration (clips activation outliers)", small,
+            **on_best(method="percentile"))
     attempt("ptq_s8s8_full_range", "int8 activations and full 8-bit weights (S8S8; more precise, often slower "
-            "on x86 without VNNI)", small, activation="int8", reduce_range=False)
-    if not weights_first and not any(c.passed for c in tried) and any(c.path for c in tried):
-        gptq(max(tried, key=score))  # the activations lost most; GPTQ may still close the rest
-    if speed_remedies:
-        onnx_speed_remedies(attempt, fp32_path, small, tried, log)
+            "on x86 without VNNI)", small, **on_best(activation="int8", reduce_range=False))
     if any(c.passed for c in tried):
         return tried
     # Nothing within budget: the remedies that most often rescue accuracy first (the layers that lose most in
