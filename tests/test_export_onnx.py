@@ -118,8 +118,6 @@ def test_a_calibration_cache_skips_the_calibration_pass_and_gives_the_same_model
                   nodes_to_exclude=[a.graph.node[-1].name])
     assert calls == []  # bit widths and float layers do not change the ranges
     quantize_onnx(fp32.path, tmp_path / "e.onnx", calib, calibration_cache=cache, op_types=["Conv", "Gemm"])
-    assert calls == []  # the cache has every tensor's range, so fewer operator types read it too
-    quantize_onnx(fp32.path, tmp_path / "d.onnx", calib[:32], calibration_cache=cache, op_types=["Conv"])
-    assert calls == [1] and len(list(cache.glob("*.json"))) == 1  # other samples: calibrated, not cached (partial)
+    assert calls == [1]  # other operator types: onnxruntime calibrates other tensors
     quantize_onnx(fp32.path, tmp_path / "d.onnx", calib[:32], calibration_cache=cache)
-    assert calls == [1, 1] and len(list(cache.glob("*.json"))) == 2
+    assert calls == [1, 1] and len(list(cache.glob("*.json"))) == 3  # other samples: calibrated again
