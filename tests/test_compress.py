@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.compress import aeq, search
+from edgekit.compress import aeq, search, tflite_search
 from edgekit.compress.job import calibration_warnings
 from tests.conftest import edgekit
 
@@ -295,7 +295,7 @@ def test_tflite_starts_with_gptq_when_the_onnx_search_found_the_weights_rounding
     calib, x = rng.normal(size=(32, 3, 8, 8)).astype(np.float32), rng.normal(size=(16, 3, 8, 8)).astype(np.float32)
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()
-    tried = search.tflite_int8(model, tmp_path / "w", calib=calib, x=x, y=None, reference=reference,
+    tried = tflite_search.tflite_int8(model, tmp_path / "w", calib=calib, x=x, y=None, reference=reference,
                                gate=search.Gate(1.0, None), metadata={}, log=lambda m: None, speed_remedies=False,
                                weights_first=True)
     assert tried[0].name == "tflite_ptq_gptq" and tried[0].passed
@@ -391,7 +391,7 @@ def test_tflite_search_ends_with_quantization_aware_training_when_nothing_else_p
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()
     impossible = search.Gate(budget=-1.0, baseline_accuracy=None)  # nothing passes: every remedy is tried
-    tried = search.tflite_int8(model, tmp_path, calib=calib, x=x, y=None, reference=reference, gate=impossible,
+    tried = tflite_search.tflite_int8(model, tmp_path, calib=calib, x=x, y=None, reference=reference, gate=impossible,
                                metadata={}, log=lambda m: None, mirror_axis=3)
     names = [c.name for c in tried]
     assert names[0] == "tflite_ptq_per_channel" and {"tflite_ptq_per_tensor", "tflite_ptq_minmax"} <= set(names)

@@ -289,7 +289,7 @@ def test_quantization_aware_training_is_full_int8_trains_and_keeps_the_int8_mode
     3e-5 1.07x/1.17x, 1e-4 1.13x/1.11x; held-out agreement 99.75-100 % throughout. Where QAT helps, on the
     MLPerf person detector rebuilt from ONNX, :func:`_quantization_aware_training` records its figures.
     """
-    from edgekit.compress.search import QAT_EPOCHS, QAT_LR
+    from edgekit.compress.tflite_search import QAT_EPOCHS, QAT_LR
     from edgekit.export.tflite import export_tflite
 
     model, x_train, x_test, ref_test = digits

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.compress.aeq import aeq_static_int8, tflite_sensitivity
 from edgekit.device.verify import parity
 from edgekit.errors import DataError, describe
 
@@ -46,7 +45,6 @@ SENSITIVE_STEPS = (1, 2, 4, 8)  # layers kept in float, one attempt each
 MOVING_AVERAGE = {"CalibMovingAverage": True}  # onnxruntime's averaged min-max (constant 0.01 per sample)
 JOURNAL = "journal.jsonl"  # in a search's work folder: its candidates, one line each as measured
 ORDER = "order.json"  # in the ONNX search's work folder: whether the weights' rounding was most of the loss
-QAT_EPOCHS, QAT_LR = 10, 1e-5  # TFLite quantization-aware fine-tuning: passes over the calibration samples
 PASS_THROUGH = ("Relu", "Clip", "LeakyRelu", "HardSwish", "HardSigmoid", "Sigmoid", "BatchNormalization", "Identity")
 
 
@@ -528,166 +526,6 @@ def _quant_types(options: dict) -> dict:
             "weight_type": QuantType.QInt8, "calibrate_method": methods[options.get("method", "minmax")],
             "reduce_range": options.get("reduce_range", True),
             "extra_options": {"CalibMovingAverage": False, "QuantizeBias": False, **options.get("extra_options", {})}}
-
-
-def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray,
-                gate: Gate, metadata: dict, fp32_tflite: Path | None = None, log=print,
-                mirror_axis: int | None = None, deadline: float | None = None,
-                speed_remedies: bool = True, journal: Path | None = None,
-                weights_first: bool | None = None) -> list[Candidate]:
-    """The same search for full-int8 TFLite; ``mirror_axis`` (images: the width axis) lets QAT also train on
-    mirrored calibration samples. ``weights_first``: what the ONNX search of the same model measured (:data:`ORDER`):
-    True starts with GPTQ-rounded weights (plain PT2E costs a whole export and would miss), False puts GPTQ after the
-    activations' remedies, None measures the model's own weight floor after the plain candidate.
-
-    Remedies in order: litert-torch's PT2E quantizer per channel (edgekit's default), then, when it misses the
-    budget, the same with its weights rounded by GPTQ (:mod:`edgekit.export.gptq`), per tensor, and with
-    min-max activation ranges (on the PyTorch ``model``; skipped when it is None); with ``speed_remedies``, the
-    variants that keep the operators int8 slows down in float (ai-edge-quantizer on the fp32 .tflite, see
-    :func:`tflite_speed_remedies`); then ai-edge-quantizer's static int8 of the fp32 .tflite (min-max
-    calibration), with more calibration samples, then with the 1, 2, 4, 8 most sensitive operators left in
-    float — ranked by the signal-to-noise ratio each loses, measured by ai-edge-quantizer's own validation
-    (float and int8 tensors compared on calibration inputs) — and last, the most expensive, quantization-aware
-    training of ``model`` (skipped when it is None). ``deadline`` and ``journal`` as in :func:`onnx_int8`.
-    """
-    from edgekit.export.tflite import export_tflite
-
-    work.mkdir(parents=True, exist_ok=True)
-    small = calib[:DEFAULT_CALIB]
-    tried = Journal(journal)
-
-    inherited: dict = {}  # PT2E candidates after GPTQ keep its rounding once it beat nearest
-
-    def attempt(name: str, remedy: str, samples: np.ndarray, make, **options) -> Candidate:
-        if make is pt2e and "qat_epochs" not in options:
-            options = {**inherited, **options}
-        c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(samples)},
-                      path=str(work / f"{name}.tflite"), excluded=list(options.get("float_ops") or []),
-                      format="tflite")
-        if _late(deadline):
-            return _not_tried(c, tried, log)
-        return _run(c, lambda: make(c.path, samples, **options), tried, x=x, y=y, reference=reference, gate=gate,
-                    log=log)
-
-    def pt2e(path, samples, **options):
-        export_tflite(model, samples[:1], path, precision="int8", metadata=metadata, calib=samples,
-                      int8_options=options)
-
-    def aeq(path, samples, float_ops=(), op_types=None):
-        from edgekit.device.artifact import METADATA_KEY, metadata_json
-        from edgekit.export.tflite import embed_metadata
-
-        data = aeq_static_int8(fp32_tflite.read_bytes(), samples, float_ops=float_ops, op_types=op_types)
-        text = metadata_json({**metadata, "precision": "int8"}).encode()
-        Path(path).write_bytes(embed_metadata(data, METADATA_KEY, text, compact=True))
-
-    log(f"TFLite int8 search: {len(small)} calibration samples")
-    def gptq(base: Candidate) -> None:
-        c = attempt("tflite_ptq_gptq", "weights rounded by GPTQ (the same int8 grid, each layer's rounding error "
-                    "moved onto the weights not yet rounded)", small, pt2e,
-                    **{k: v for k, v in _options_of(base).items() if k in ("per_channel", "activation_observer")},
-                    weight_rounding="gptq")
-        if score(c) > score(base):
-            inherited["weight_rounding"] = "gptq"
-
-    if model is not None and weights_first:
-        log("  the ONNX search found the weights' rounding most of int8's loss: GPTQ-rounded weights first")
-        first = attempt("tflite_ptq_gptq", "weights rounded by GPTQ (the same int8 grid, each layer's rounding error "
-                        "moved onto the weights not yet rounded; first, as the ONNX search measured the weights' "
-                        "rounding to be most of what plain int8 loses)", small, pt2e, weight_rounding="gptq")
-        if first.path:
-            inherited["weight_rounding"] = "gptq"
-        else:
-            attempt("tflite_ptq_per_channel", "plain post-training int8 (litert-torch PT2E, per-channel)", small, pt2e)
-    elif model is not None:
-        from edgekit.compress.floors import torch_weight_floor
-
-        default = attempt("tflite_ptq_per_channel", "plain post-training int8 (litert-torch PT2E, per-channel)",
-                          small, pt2e)
-        if weights_first is None:
-            weights_first = not default.passed and default.path is not None and not _late(deadline) and \
-                _weights_first(default, lambda: torch_weight_floor(model, x, y, reference, gate), gate, log)
-            if weights_first:
-                gptq(default)
-    if fp32_tflite is not None and not Path(fp32_tflite).is_file():
-        fp32_tflite = None  # the fp32 export failed or was not asked for: make one from the model when there is one
-    if fp32_tflite is None and model is not None and not _late(deadline):
-        fp32_tflite = work / "fp32.tflite"
-        export_tflite(model, small[:1], fp32_tflite, precision="fp32", metadata=metadata)
-    pt2e_made = [c for c in tried if c.path and c.name.startswith("tflite_ptq")]
-    if model is not None and not weights_first and not any(c.passed for c in tried) and pt2e_made \
-            and not any(c.name == "tflite_ptq_gptq" for c in tried):
-        gptq(max(pt2e_made, key=score))  # the activations lost most; GPTQ may still close the rest
-    if fp32_tflite is not None and speed_remedies:
-        tflite_speed_remedies(attempt, aeq, Path(fp32_tflite), small)
-    if any(c.passed for c in tried):
-        return tried
-    # Nothing within budget yet: the remedies that rescue accuracy most often first (see onnx_int8).
-    if fp32_tflite is not None and _aeq_ladder(attempt, aeq, Path(fp32_tflite), calib, small, log):
-        return tried
-    if model is not None:
-        if attempt("tflite_ptq_minmax", "min-max activation ranges instead of histogram (keeps the tails)", small,
-                   pt2e, activation_observer="minmax").passed:
-            return tried
-        if attempt("tflite_ptq_per_tensor", "per-tensor weight scales", small, pt2e, per_channel=False).passed:
-            return tried
-    if model is not None:
-        mirrored = " and their mirror images" if mirror_axis is not None else ""
-        attempt("tflite_qat", f"quantization-aware training: {QAT_EPOCHS} passes over the calibration samples"
-                f"{mirrored} under int8 fake quantization, the original model as teacher", calib[:MAX_CALIB], pt2e,
-                qat_epochs=QAT_EPOCHS, qat_lr=QAT_LR, qat_mirror_axis=mirror_axis)
-    return tried
-
-
-# LiteRT operators whose int8 kernels are slow or leave XNNPACK's delegate (measured: h-swish nets 5.2x slower
-# in full int8 than in float), and the compute operators int8 speeds up.
-TFLITE_SLOW_IN_INT8 = ("HARD_SWISH", "LOGISTIC", "MUL", "MEAN", "SOFTMAX", "GELU", "TANH", "DIV", "SUB", "EXP",
-                       "POW", "SQRT", "RSQRT", "SQUARED_DIFFERENCE", "SUM", "REDUCE_MAX", "BATCH_MATMUL")
-TFLITE_COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
-
-
-def tflite_speed_remedies(attempt, aeq, fp32_tflite: Path, small: np.ndarray) -> None:
-    """ai-edge-quantizer int8 with the operators int8 slows down left in float: those of
-    :data:`TFLITE_SLOW_IN_INT8` the model has, then everything but the compute operators."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    ops = {o["op_name"] for o in Interpreter(model_path=str(fp32_tflite))._get_ops_details()}  # noqa: SLF001
-    slow = sorted(ops & set(TFLITE_SLOW_IN_INT8))
-    if not slow:
-        return
-    attempt("tflite_slow_ops_float", "operators that are slower in int8 (" + ", ".join(slow) + ") left in float",
-            small, aeq, op_types=sorted(ops - set(slow)))
-    attempt("tflite_compute_ops_only", "only convolutions and fully-connected layers in int8 (everything else float)",
-            small, aeq, op_types=sorted(ops & set(TFLITE_COMPUTE_OPS)))
-
-
-def _aeq_ladder(attempt, aeq, fp32_tflite: Path, calib: np.ndarray, small: np.ndarray, log) -> bool:
-    """ai-edge-quantizer's remedies on the fp32 .tflite: min-max int8, more samples, sensitive operators left
-    in float. True as soon as one passes."""
-    if attempt("tflite_aeq_minmax", "ai-edge-quantizer static int8 (min-max calibration)", small, aeq).passed:
-        return True
-    used = small
-    if len(calib) > len(small):
-        used = calib[:MAX_CALIB]
-        if attempt("tflite_aeq_more_calibration", f"{len(used)} calibration samples instead of {len(small)}", used,
-                   aeq).passed:
-            return True
-    try:
-        ranking = tflite_sensitivity(fp32_tflite, small[:32])
-    except Exception as exc:
-        log(f"  TFLite layer sensitivity not measured: {describe(exc)}")
-        return False
-    log("  TFLite layer sensitivity (dB of SNR lost, worst first): "
-        + ", ".join(f"{n[:40]} {d:.1f}" for n, d in ranking[:5]))
-    for k in SENSITIVE_STEPS:
-        if k > len(ranking):
-            break
-        names = [n for n, _ in ranking[:k]]
-        if attempt(f"tflite_float_{k}_layers", f"the {k} most sensitive operator(s) left in float: "
-                   + ", ".join(n if len(n) <= 40 else f"{n[:18]}…{n[-18:]}" for n in names), used, aeq,
-                   float_ops=names).passed:
-            return True
-    return False
 
 
 def choose(candidates: list[Candidate]) -> Candidate | None:

@@ -164,10 +164,10 @@ def fastest_route(onnx: str, out: str, *, precision: str, calib: np.ndarray, met
 def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gate: dict, metadata: dict,
                 fp32_tflite: str | None, mirror_axis: int | None, threads: int, deadline: float,
                 speed_remedies: bool = True, fp32_onnx: str | None = None, order: str | None = None) -> dict:
-    """The TFLite int8 search (:func:`edgekit.compress.search.tflite_int8`), every candidate timed against fp32.
+    """The TFLite int8 search (:func:`edgekit.compress.tflite_search.tflite_int8`), every candidate timed against fp32.
     ``fp32_onnx``: the same model in ONNX, for the weight floor when nothing passes (default: ``onnx``).
     ``order``: the ONNX search's :data:`edgekit.compress.search.ORDER` file, when it wrote one."""
-    from edgekit.compress import search
+    from edgekit.compress import search, tflite_search
 
     d = Data(data)
     model, note = None, None
@@ -184,7 +184,7 @@ def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gat
 
         fp32 = Path(work) / "fp32.tflite"
         onnx_to_tflite(onnx, fp32, precision="fp32", calib=d.calib[:256], metadata=metadata)
-    found = search.tflite_int8(model, Path(work), calib=d.calib, x=d.x, y=d.y, reference=d.reference,
+    found = tflite_search.tflite_int8(model, Path(work), calib=d.calib, x=d.x, y=d.y, reference=d.reference,
                                gate=_gate(gate), metadata=metadata, fp32_tflite=fp32, log=log, mirror_axis=mirror_axis,
                                deadline=deadline, speed_remedies=speed_remedies, journal=Path(work) / search.JOURNAL,
                                weights_first=_order(order))
