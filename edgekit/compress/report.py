@@ -77,7 +77,7 @@ def prune_section(res: dict) -> list[str]:
         if d:
             lines.append(f"- distilled from the original on the calibration inputs for {d['epochs']} epochs "
                          f"({d['seconds']:.0f} s): held-back agreement {d['agreement_before']:.4f} → "
-                         f"{d['agreement_after']:.4f}")
+                         f"{d['agreement_after']:.4f}" + (f" ({d['stopped']})" if d.get("stopped") else ""))
         lines.append(f"- on the evaluation data: {prune['verdict']} — "
                      f"{'kept' if prune['kept'] else 'not kept (over budget): the artifacts come from the original'}")
     for a in prune.get("attempts") or []:

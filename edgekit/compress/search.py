@@ -42,6 +42,7 @@ from edgekit.errors import DataError, describe
 DEFAULT_CALIB = 256  # samples the first attempts calibrate on
 MAX_CALIB = 2048  # "more calibration samples" uses up to this many
 SENSITIVE_STEPS = (1, 2, 4, 8)  # layers kept in float, one attempt each
+HURRY = 8  # fewer candidates than this left in the share (at the default's cost): layers in float come first
 MOVING_AVERAGE = {"CalibMovingAverage": True}  # onnxruntime's averaged min-max (constant 0.01 per sample)
 JOURNAL = "journal.jsonl"  # in a search's work folder: its candidates, one line each as measured
 ORDER = "order.json"  # in the ONNX search's work folder: whether the weights' rounding was most of the loss
@@ -210,45 +211,67 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
         return {**(_options_of(max(made, key=score)) if made else {}), **variation}
 
     dot = _has_int8_dot_products()
-    if dot:
-        # 7-bit weights guard against vpmaddubsw's int16 saturation on AVX2; VNNI and Arm dot products add in
-        # int32, so full 8-bit weights lose nothing there and keep the accuracy 7 bits cost.
-        attempt("ptq_u8s8_full_range", "full 8-bit weights (this CPU's int8 dot products do not saturate)", small,
-                **on_best(reduce_range=False))
-    if not any(c.passed for c in tried):
-        # Global min-max takes each range from the most extreme sample; one image that drives a layer to 40x
-        # its usual range (measured on efficientnet_b0: 93 against a median of 0.5) leaves every other image 8 dB
-        # of signal there. Ranges averaged over the samples (TensorFlow's moving-average min-max) ignore it.
-        attempt("ptq_moving_average", "min-max ranges averaged over the calibration samples (one outlier sample "
-                "no longer sets a layer's range)", small, **on_best(reduce_range=not dot, extra_options=MOVING_AVERAGE))
-    attempt("ptq_percentile", "percentile calibration (clips activation outliers)", small,
-            **on_best(method="percentile"))
-    attempt("ptq_s8s8_full_range", "int8 activations and full 8-bit weights (S8S8; more precise, often slower "
-            "on x86 without VNNI)", small, **on_best(activation="int8", reduce_range=False))
+
+    def calibration_variants() -> None:
+        if dot:
+            # 7-bit weights guard against vpmaddubsw's int16 saturation on AVX2; VNNI and Arm dot products add in
+            # int32, so full 8-bit weights lose nothing there and keep the accuracy 7 bits cost.
+            attempt("ptq_u8s8_full_range", "full 8-bit weights (this CPU's int8 dot products do not saturate)",
+                    small, **on_best(reduce_range=False))
+        if not any(c.passed for c in tried):
+            # Global min-max takes each range from the most extreme sample; one image that drives a layer to 40x
+            # its usual range (measured on efficientnet_b0: 93 against a median of 0.5) leaves every other image
+            # 8 dB of signal there. Ranges averaged over the samples (TensorFlow's moving-average min-max) ignore it.
+            attempt("ptq_moving_average", "min-max ranges averaged over the calibration samples (one outlier "
+                    "sample no longer sets a layer's range)", small,
+                    **on_best(reduce_range=not dot, extra_options=MOVING_AVERAGE))
+        if any(c.passed for c in tried):
+            return
+        attempt("ptq_percentile", "percentile calibration (clips activation outliers)", small,
+                **on_best(method="percentile"))
+        attempt("ptq_s8s8_full_range", "int8 activations and full 8-bit weights (S8S8; more precise, often slower "
+                "on x86 without VNNI)", small, **on_best(activation="int8", reduce_range=False))
+
+    def float_layers() -> bool:
+        """The most sensitive layers in float, 1, 2, 4, 8 of them; True when one passes."""
+        best = max(tried, key=score)
+        if _late(deadline):
+            return False
+        try:
+            ranking = sensitivity(fp32_path, work, calib=small[:64], options=_options_of(best), log=log)
+        except Exception as exc:  # without a ranking this remedy cannot be tried; say why and go on
+            tried.append(Candidate(name="ptq_float_layers", remedy="the most sensitive layers left in float",
+                                   options={}, reason=f"sensitivity not measured: {describe(exc)}"))
+            log(f"  layer sensitivity not measured: {tried[-1].reason}")
+            return False
+        for k in SENSITIVE_STEPS:
+            if k > len(ranking):
+                break
+            nodes = [n for n, _ in ranking[:k]]
+            c = attempt(f"ptq_float_{k}_layers", f"the {k} most sensitive layer(s) left in float: "
+                        + ", ".join(n if len(n) <= 40 else f"{n[:18]}…{n[-18:]}" for n in nodes),
+                        small, nodes_to_exclude=nodes, **_options_of(best))
+            if c.passed:
+                return True
+        return False
+
+    # The share left decides the order: the calibration variants keep all of int8's speed but rarely rescue a
+    # model that misses by points; the layers in float most often do. When the time left holds fewer than
+    # HURRY candidates at the default's measured cost (resnet50 on 2 cores: 122 s, 20 s each), they go first.
+    hurry = (deadline is not None and default.seconds > 0 and not any(c.passed for c in tried)
+             and deadline - time.monotonic() < HURRY * default.seconds)
+    if hurry:
+        log(f"  {max(0.0, deadline - time.monotonic()):.0f} s left, {default.seconds:.0f} s a candidate: the "
+            "most sensitive layers in float before the calibration variants")
+        if float_layers():
+            return tried
+    calibration_variants()
     if any(c.passed for c in tried):
         return tried
     # Nothing within budget: the remedies that most often rescue accuracy first (the layers that lose most in
     # float), then the calibration variants that rarely do, so a time limit cuts the least promising ones.
-    best = max(tried, key=score)
-    if _late(deadline):
-        ranking = []
-    else:
-        try:
-            ranking = sensitivity(fp32_path, work, calib=small[:64], options=_options_of(best), log=log)
-        except Exception as exc:  # without a ranking this remedy cannot be tried; say why and go on
-            ranking = []
-            tried.append(Candidate(name="ptq_float_layers", remedy="the most sensitive layers left in float",
-                                   options={}, reason=f"sensitivity not measured: {describe(exc)}"))
-            log(f"  layer sensitivity not measured: {tried[-1].reason}")
-    for k in SENSITIVE_STEPS:
-        if k > len(ranking):
-            break
-        nodes = [n for n, _ in ranking[:k]]
-        c = attempt(f"ptq_float_{k}_layers", f"the {k} most sensitive layer(s) left in float: "
-                    + ", ".join(n if len(n) <= 40 else f"{n[:18]}…{n[-18:]}" for n in nodes),
-                    small, nodes_to_exclude=nodes, **_options_of(best))
-        if c.passed:
-            return tried
+    if not hurry and float_layers():
+        return tried
     attempt("ptq_minmax_per_tensor", "per-tensor weight scales", small, per_channel=False)
     attempt("ptq_entropy", "entropy (KL) calibration", small[:128], method="entropy")
     if any(c.passed for c in tried):
@@ -279,6 +302,10 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
 SLOW_IN_INT8 = ("Mul", "Sigmoid", "HardSigmoid", "HardSwish", "Softmax", "LayerNormalization", "Div", "Erf", "Gelu",
                 "Tanh", "Pow", "Sqrt", "ReduceMean", "Exp", "Sub", "InstanceNormalization", "GroupNormalization")
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# Operators whose int8 costs accuracy as well as time (attention, normalisation, GELU): leaving them in float is
+# also the activations' accuracy remedy, so those candidates are tried whatever the profile says.
+LOSSY_IN_INT8 = ("Softmax", "LayerNormalization", "Erf", "Gelu", "Pow", "InstanceNormalization", "GroupNormalization")
+SPEED_REMEDY_GAIN = 0.05  # below this share of int8's time, leaving operators in float is not worth a candidate
 # What onnxruntime can quantize in QDQ form besides the compute ops (its registry), minus SLOW_IN_INT8.
 FAST_IN_INT8 = (*COMPUTE_OPS, "Add", "Relu", "Clip", "LeakyRelu", "MaxPool", "AveragePool", "GlobalAveragePool",
                 "Concat", "Resize", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Split", "Pad", "Gather",
@@ -291,6 +318,11 @@ def onnx_speed_remedies(attempt, fp32_path: Path, small: np.ndarray, tried: list
     Tried only when the model has such operators: first those the per-operator profile of the default
     candidate measures as slower than their float versions, then every operator of :data:`SLOW_IN_INT8`, then
     (as NNCF's presets do for transformers) only the compute-heavy operators in int8.
+
+    Skipped when the profile bounds what they could gain below :data:`SPEED_REMEDY_GAIN` of the default's time
+    and the model has none of the operators whose int8 also costs accuracy (:data:`LOSSY_IN_INT8`): on
+    resnet50 the three cost 48 s of a 122 s share to move one ReduceMean, and the accuracy remedies that pass it
+    (GPTQ, layers in float) were never reached.
     """
     import onnx
 
@@ -305,10 +337,14 @@ def onnx_speed_remedies(attempt, fp32_path: Path, small: np.ndarray, tried: list
     base = next((c for c in tried if c.name == "ptq_minmax_per_channel" and c.path), None)
     if base is not None:
         try:
-            slower = slower_op_types(str(fp32_path), base.path, small[:1])
+            slower, gain = slower_op_types(str(fp32_path), base.path, small[:1])
         except Exception as exc:  # the profile is a hint; without it the fixed lists below still run
-            slower = []
+            slower, gain = [], None
             log(f"  per-operator profile not measured: {describe(exc)}")
+        if gain is not None and gain < SPEED_REMEDY_GAIN and not present & set(LOSSY_IN_INT8):
+            log(f"  operators in float not tried: the profile puts what they could save at {gain * 100:.1f} % of "
+                f"int8's time (" + (", ".join(slower) or "no operator slower in int8") + ")")
+            return
         keep_float = sorted(set(slower) & present - set(COMPUTE_OPS))
         if keep_float and set(keep_float) != set(slow_here):
             attempt("ptq_profiled_float_ops", "the operators the profile measured slower in int8 than in float left "
@@ -320,18 +356,16 @@ def onnx_speed_remedies(attempt, fp32_path: Path, small: np.ndarray, tried: list
             op_types=list(COMPUTE_OPS), **calibration)
 
 
-def slower_op_types(fp32_path: str, int8_path: str, sample: np.ndarray) -> list[str]:
+def slower_op_types(fp32_path: str, int8_path: str, sample: np.ndarray) -> tuple[list[str], float]:
     """Operator types whose int8 kernels take longer per inference than their float ones (onnxruntime's profiler),
-    with the int8 model's Quantize/Dequantize time charged to the operators they feed."""
+    with the int8 model's Quantize/Dequantize time charged to the operators they feed; and the most leaving them
+    in float could save, as a fraction of the int8 model's kernel time."""
     from edgekit.compress.profile import onnx_op_times
 
-    f = onnx_op_times(fp32_path, sample)
-    q = onnx_op_times(int8_path, sample)
-    out = []
-    for op, t in q.by_base_type().items():
-        if op in f.by_base_type() and t > 1.05 * f.by_base_type()[op]:
-            out.append(op)
-    return out
+    f = onnx_op_times(fp32_path, sample).by_base_type()
+    q = onnx_op_times(int8_path, sample).by_base_type()
+    out = [op for op, t in q.items() if op in f and t > 1.05 * f[op]]
+    return out, sum(q[op] - f[op] for op in out) / (sum(q.values()) or 1.0)
 
 
 def _weights_first(default: Candidate, floor, gate: Gate, log) -> bool:

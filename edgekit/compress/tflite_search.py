@@ -146,17 +146,27 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
 # in full int8 than in float), and the compute operators int8 speeds up.
 TFLITE_SLOW_IN_INT8 = ("HARD_SWISH", "LOGISTIC", "MUL", "MEAN", "SOFTMAX", "GELU", "TANH", "DIV", "SUB", "EXP",
                        "POW", "SQRT", "RSQRT", "SQUARED_DIFFERENCE", "SUM", "REDUCE_MAX", "BATCH_MATMUL")
+TFLITE_LOSSY_IN_INT8 = ("SOFTMAX", "GELU", "POW", "SQUARED_DIFFERENCE", "RSQRT", "BATCH_MATMUL")  # attention, norms
+FEW_SLOW_OPS = 0.05  # share of the model's operators below which the float variants are not tried
 TFLITE_COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
 
 
 def tflite_speed_remedies(attempt, aeq, fp32_tflite: Path, small: np.ndarray) -> None:
     """ai-edge-quantizer int8 with the operators int8 slows down left in float: those of
-    :data:`TFLITE_SLOW_IN_INT8` the model has, then everything but the compute operators."""
+    :data:`TFLITE_SLOW_IN_INT8` the model has, then everything but the compute operators.
+
+    Not tried when they are fewer than :data:`FEW_SLOW_OPS` of the model's operators and none of them costs accuracy
+    in int8 (:data:`TFLITE_LOSSY_IN_INT8`): one MEAN of a global pooling cannot make up for a candidate's time."""
+    import collections
+
     from ai_edge_litert.interpreter import Interpreter
 
-    ops = {o["op_name"] for o in Interpreter(model_path=str(fp32_tflite))._get_ops_details()}  # noqa: SLF001
+    counts = collections.Counter(o["op_name"] for o in Interpreter(model_path=str(fp32_tflite))._get_ops_details())  # noqa: SLF001
+    ops = set(counts)
     slow = sorted(ops & set(TFLITE_SLOW_IN_INT8))
     if not slow:
+        return
+    if sum(counts[o] for o in slow) < FEW_SLOW_OPS * sum(counts.values()) and not ops & set(TFLITE_LOSSY_IN_INT8):
         return
     attempt("tflite_slow_ops_float", "operators that are slower in int8 (" + ", ".join(slow) + ") left in float",
             small, aeq, op_types=sorted(ops - set(slow)))
