@@ -438,6 +438,30 @@ def test_a_model_whose_weights_cannot_be_rounded_to_int8_is_named_as_such_when_n
     assert "weights rounded" not in plain["stages"]["int8_search"]["why"]
 
 
+def test_the_weight_floor_is_measured_once_per_model_and_data(tmp_path, monkeypatch):
+    """The ONNX search orders its remedies by the weight floor and the report of a failed ONNX or TFLite search
+    explains with it: one evaluation pass, kept in the work folder, serves all three; other data or another model
+    measure again."""
+    from edgekit.compress import floors
+    from edgekit.export.onnx import save_onnx, to_onnx_proto
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 8)).astype(np.float32)
+    net = torch.nn.Linear(8, 3).eval()
+    with torch.no_grad():
+        reference = net(torch.from_numpy(x)).numpy()
+    save_onnx(to_onnx_proto(net, x[:1]), tmp_path / "m.onnx", {})
+    runs = []
+    real = floors.round_weights
+    monkeypatch.setattr(floors, "round_weights", lambda m: runs.append(1) or real(m))
+    gate = search.Gate(0.01, None)
+    first = floors.weight_floor(tmp_path / "m.onnx", x, None, reference, gate, tmp_path / "work")
+    assert floors.weight_floor(tmp_path / "m.onnx", x, None, reference, gate, tmp_path / "work") == first
+    assert len(runs) == 1 and (tmp_path / "work" / floors.MEMO).is_file()
+    floors.weight_floor(tmp_path / "m.onnx", x[:40], None, reference[:40], gate, tmp_path / "work")
+    assert len(runs) == 2
+
+
 def test_per_channel_rounding_keeps_one_scale_per_output_channel():
     from edgekit.compress.floors import per_channel_int8
 

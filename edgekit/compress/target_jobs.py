@@ -191,8 +191,9 @@ def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gat
     baseline = fp32 if fp32 is not None else Path(work) / "fp32.tflite"
     if baseline.is_file():
         search.time_candidates(found, str(baseline), "litert", d.x, threads=threads)
+    floors_work = str(Path(order).parent) if order else work  # where the ONNX search kept its weight floor
     return {"candidates": [c.as_dict() for c in found], "note": note,
-            **_floors(found, baseline, fp32_onnx or onnx, d, gate, work)}
+            **_floors(found, baseline, fp32_onnx or onnx, d, gate, floors_work)}
 
 
 def _order(path: str | None) -> bool | None:

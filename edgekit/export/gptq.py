@@ -299,14 +299,9 @@ def hessians(float_path: str, layers: list[Layer], feeds, rng: np.random.Generat
     batch = 8
 
     def flush(lay: Layer):
-        rows = pending[lay.node]
-        if not rows:
-            return
-        m = np.concatenate(rows).astype(np.float32)  # (n, G, D)
-        h = _gram(m)
-        prev, count = acc.get(lay.node, (0.0, 0))
-        acc[lay.node] = (prev + h, count + len(m))
-        pending[lay.node] = []
+        if pending[lay.node]:
+            _accumulate(acc, lay.node, np.concatenate(pending[lay.node]))
+            pending[lay.node] = []
 
     for i, feed in enumerate(feeds):
         values = dict(zip(names, session.run(None, feed), strict=True))
@@ -318,6 +313,30 @@ def hessians(float_path: str, layers: list[Layer], feeds, rng: np.random.Generat
     for lay in layers:
         flush(lay)
     return acc
+
+
+def _accumulate(acc: dict, key, rows: np.ndarray) -> None:
+    """Add rows (n, G, D) of one layer's input to its running (XᵀX, row count) in ``acc``."""
+    rows = rows.astype(np.float32, copy=False)
+    prev, count = acc.get(key, (0.0, 0))
+    acc[key] = (prev + _gram(rows), count + len(rows))
+
+
+def _levels(lay: Layer, w: np.ndarray, stats: tuple | None, lo: int, hi: int, summary: Summary) -> np.ndarray | None:
+    """GPTQ's levels (O, D) of ``lay``'s weight ``w`` (output channels first) from its input statistics
+    ``(XᵀX, rows)``; None, with the reason in ``summary``, when no input reached it or its Hessian stayed singular."""
+    h, count = stats if stats is not None else (None, 0)
+    if h is None or count == 0:
+        summary.skipped[lay.node] = "no calibration input reached it"
+        return None
+    o = w.shape[0]
+    g = lay.attrs.get("group", 1) if lay.op == "Conv" else 1
+    levels = gptq_levels(w.reshape(g, o // g, -1), h / count, lay.scale.reshape(g, -1), lay.zero.reshape(g, -1),
+                         lo, hi)
+    if levels is None:
+        summary.skipped[lay.node] = "its input Hessian stayed singular"
+        return None
+    return levels.reshape(o, -1)
 
 
 def _gram(m: np.ndarray) -> np.ndarray:
@@ -392,22 +411,14 @@ def _solve(pre_path: str, layers: list[Layer], todo: dict, feeds: list, summary:
     for chunk in _chunks(layers, summary):
         stats = hessians(pre_path, chunk, feeds, rng)
         for lay in chunk:
-            h, count = stats.pop(lay.node, (None, 0))
-            if h is None or count == 0:
-                summary.skipped[lay.node] = "no calibration input reached it"
-                continue
             _, old, _, lo, hi, key = todo[lay.node]
             w = lay.float_weight.T if lay.transposed else lay.float_weight  # (O, ...)
-            o = w.shape[0]
-            g = lay.attrs.get("group", 1) if lay.op == "Conv" else 1
-            levels = gptq_levels(w.reshape(g, o // g, -1), h / count, lay.scale.reshape(g, -1),
-                                 lay.zero.reshape(g, -1), lo, hi)
+            levels = _levels(lay, w, stats.pop(lay.node, None), lo, hi, summary)
             if levels is None:
-                summary.skipped[lay.node] = "its input Hessian stayed singular"
                 continue
             if sum(v.nbytes for v in _LEVELS.values()) > MEMO_BYTES:
                 _LEVELS.clear()
-            _LEVELS[key] = levels.reshape(o, -1).astype(old.dtype)
+            _LEVELS[key] = levels.astype(old.dtype)
 
 
 def _chunks(layers: list[Layer], summary: Summary) -> list[list[Layer]]:
@@ -467,20 +478,12 @@ def _solve_pt2e(watched: dict, acc: dict, summary: Summary, totals: list[int]) -
     import torch
 
     for n, lay in watched.items():
-        h, count = acc.pop(n, (None, 0))
-        if h is None or count == 0:
-            summary.skipped[lay.node] = "no calibration input reached it"
-            continue
         w = lay.float_weight
         o = w.shape[0]
-        g = lay.attrs.get("group", 1) if lay.op == "Conv" else 1
         lo, hi = lay.attrs["range"]
-        levels = gptq_levels(w.reshape(g, o // g, -1), h / count, lay.scale.reshape(g, -1),
-                             lay.zero.reshape(g, -1), lo, hi)
+        levels = _levels(lay, w, acc.pop(n, None), lo, hi, summary)
         if levels is None:
-            summary.skipped[lay.node] = "its input Hessian stayed singular"
             continue
-        levels = levels.reshape(o, -1)
         rtn = np.clip(np.round(w.reshape(o, -1) / lay.scale[:, None]) + lay.zero[:, None], lo, hi)
         totals[0] += int(np.count_nonzero(levels != rtn))
         totals[1] += levels.size
@@ -501,10 +504,7 @@ def _pt2e_hessians(graph, watched: dict, xs: np.ndarray, batch: int, rng: np.ran
         def run_node(self, n):
             if n in watched:
                 args, _ = self.fetch_args_kwargs_from_env(n)
-                rows = rows_of(watched[n], args[0].detach().float().numpy(), rng).astype(np.float32)
-                h = _gram(rows)
-                prev, count = acc.get(n, (0.0, 0))
-                acc[n] = (prev + h, count + len(rows))
+                _accumulate(acc, n, rows_of(watched[n], args[0].detach().float().numpy(), rng))
             return super().run_node(n)
 
     with torch.no_grad():
