@@ -496,27 +496,31 @@ def _run(c: Candidate, make, tried: list[Candidate], *, x, y, reference, gate, l
 def sensitivity(fp32_path: Path, work: Path, *, calib: np.ndarray, options: dict, log=print) -> list[tuple[str, float]]:
     """Nodes ranked by how much quantization noise each adds: dB of SQNR lost from its inputs to its output.
 
-    The whole model is quantized (with ``options``), both models are run on ``calib`` with every intermediate
-    tensor as an output, and onnxruntime's ``qdq_loss_debug`` matches the float and dequantized activations.
+    The whole model is quantized as the candidates are (``options``, through the same
+    :func:`edgekit.export.onnx.quantizer_kwargs`, weights rounded to nearest), both models are run on ``calib``
+    with every intermediate tensor as an output, and onnxruntime's ``qdq_loss_debug`` matches the float and
+    dequantized activations by tensor name (hence onnxruntime's own files, not edgekit's renamed ones).
     Returns (node name, dB lost), worst first; only nodes that carry weights (Conv, Gemm, MatMul) are ranked.
     """
     import onnx
     from onnxruntime.quantization import qdq_loss_debug as dbg
+
     from onnxruntime.quantization import quantize_static
 
-    from edgekit.export.onnx import CalibrationReader, pre_process
+    from edgekit.export.onnx import CalibrationReader, pre_process, quantizer_kwargs, unshare_initializers
 
     sdir = work / "sensitivity"
     sdir.mkdir(parents=True, exist_ok=True)
     pre, qdq = sdir / "pre.onnx", sdir / "qdq.onnx"
-    from edgekit.export.onnx import unshare_initializers
-
     onnx.save_model(unshare_initializers(onnx.load(str(fp32_path))), str(sdir / "unshared.onnx"))
     pre_process(sdir / "unshared.onnx", pre)
     model = onnx.load(str(pre))
     name = model.graph.input[0].name
-    q = _quant_types(options)
-    quantize_static(str(pre), str(qdq), CalibrationReader(name, calib), **q)
+    # Nearest rounding: GPTQ on these fewer samples would pay for a whole new solve (60 s on resnet50) to rank
+    # layers by the activations' noise.
+    quantize_static(str(pre), str(qdq), CalibrationReader(name, calib), **quantizer_kwargs(
+        **{k: v for k, v in options.items() if k in ("per_channel", "activation", "method", "reduce_range",
+                                                     "op_types", "extra_options")}))
     f_aug, q_aug = sdir / "pre_aug.onnx", sdir / "qdq_aug.onnx"
     dbg.modify_model_output_intermediate_tensors(str(pre), str(f_aug))
     dbg.modify_model_output_intermediate_tensors(str(qdq), str(q_aug))
@@ -548,18 +552,6 @@ def sensitivity(fp32_path: Path, work: Path, *, calib: np.ndarray, options: dict
     log("  layer sensitivity (dB of SQNR lost, worst first): "
         + ", ".join(f"{n[:48]} {d:.1f}" for n, d in ranked[:5]))
     return ranked
-
-
-def _quant_types(options: dict) -> dict:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
-
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-               "entropy": CalibrationMethod.Entropy}
-    return {"quant_format": QuantFormat.QDQ, "per_channel": options.get("per_channel", True),
-            "activation_type": QuantType.QUInt8 if options.get("activation", "uint8") == "uint8" else QuantType.QInt8,
-            "weight_type": QuantType.QInt8, "calibrate_method": methods[options.get("method", "minmax")],
-            "reduce_range": options.get("reduce_range", True),
-            "extra_options": {"CalibMovingAverage": False, "QuantizeBias": False, **options.get("extra_options", {})}}
 
 
 def choose(candidates: list[Candidate]) -> Candidate | None:
