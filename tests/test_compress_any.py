@@ -213,3 +213,24 @@ def test_the_recommended_artifact_is_never_slower_than_fp32():
                  entry("onnx_x", "int8", 0.1, passed=False)]
     rec = recommend(fast_int8)["onnxruntime"]
     assert rec["artifact"] == "onnx_int8" and rec["speedup_vs_fp32"] == pytest.approx(2.5)
+
+
+def test_a_several_input_command_keeps_back_the_time_its_verification_will_take(tmp_path):
+    """Verification runs every artifact over every evaluation sample after the searches: the clock keeps back that
+    time, measured on the float model (a fixed reserve let a slow model's verification overrun the limit)."""
+    from onnx import TensorProto, helper
+
+    from edgekit.compress import samples
+    from edgekit.compress.several_io import seconds_after_searches
+
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 64]) for n in ("a", "b", "y")]
+    graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"])], "g", vi[:2], vi[2:])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    few = samples.Feeds({"a": np.zeros((10, 1, 64), np.float32), "b": np.zeros((10, 1, 64), np.float32)}, None,
+                        "x.npz", "")
+    many = samples.Feeds({k: np.repeat(v, 1000, axis=0) for k, v in few.arrays.items()}, None, "x.npz", "")
+    targets = ["onnx:fp32", "onnx:int8", "tflite:fp32", "tflite:int8"]
+    assert 30.0 < seconds_after_searches(tmp_path / "m.onnx", few, targets) \
+        < seconds_after_searches(tmp_path / "m.onnx", many, targets)
+    wrong = samples.Feeds({"a": few.arrays["a"]}, None, "x.npz", "")  # an input missing: no estimate, no crash
+    assert seconds_after_searches(tmp_path / "m.onnx", wrong, targets) == 0.0

@@ -38,6 +38,29 @@ def run_all(session, feeds: samples.Feeds) -> list[np.ndarray]:
     return [np.stack([np.asarray(p[k], np.float32) for p in per]) for k in range(len(per[0]))]
 
 
+def seconds_after_searches(onnx_path: Path, ev: samples.Feeds, targets: list[str]) -> float:
+    """The seconds to keep back for verifying every artifact on all of ``ev`` (one sample at a time, as
+    :func:`verify` runs them), benchmarking and the report: the float model's time per sample on onnxruntime,
+    timed here on a few samples, as :func:`edgekit.compress.job._seconds_after_searches` does for one input
+    (a fixed reserve let a slow model's verification run the command past its limit)."""
+    import onnxruntime as ort
+
+    try:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        feed = ev.sample(0)
+        session.run(None, feed)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            session.run(None, feed)
+        per_sample = (time.perf_counter() - t0) / 3
+    except Exception:  # noqa: BLE001 - an estimate; verification itself reports a model that cannot run
+        return 0.0
+    runs = sum(1.2 if t.startswith("tflite") else 1.0 for t in targets)
+    return 30.0 + per_sample * len(ev) * runs
+
+
 def compress_several(opts, src, *, log, started: float | None = None) -> Path:
     """The whole job for a model with several inputs or outputs (see the module docstring); ``started``: the
     command's ``time.monotonic()`` start, from which its time limit counts."""
@@ -85,6 +108,7 @@ def compress_several(opts, src, *, log, started: float | None = None) -> Path:
             np.savez(f, **arrays)
     stages: dict = {}
     fp32_onnx = opset_at_least(src.onnx_path, 13, work, stages)
+    clock.after = seconds_after_searches(fp32_onnx, ev, targets)
     meta = model_metadata(labels=[str(i) for i in range(reference[0].reshape(len(reference[0]), -1).shape[1])],
                           input_shape=list(src.inputs[0][1]), preprocess={"kind": "tensor", "note": calib.note},
                           precision="fp32", source=src.spec, input_name=src.inputs[0][0])
