@@ -180,10 +180,13 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
     default = attempt("ptq_minmax_per_channel", "plain post-training int8 (edgekit's default)", small)
 
     def gptq(base: Candidate) -> None:
-        """The same int8 grid, values chosen against each layer's inputs (levels computed once, reused)."""
+        """The same int8 grid, values chosen against each layer's inputs (levels computed once, reused); the
+        layers ``base`` left in float stay float."""
+        keep = {"nodes_to_exclude": base.excluded} if base.excluded else {}
         c = attempt("ptq_gptq", "weights rounded by GPTQ: the same int8 grid, each layer's rounding error moved onto "
-                    "the weights not yet rounded so that its outputs on the calibration inputs change least", small,
-                    **_options_of(base), weight_rounding="gptq")
+                    "the weights not yet rounded so that its outputs on the calibration inputs change least"
+                    + (f", {len(base.excluded)} layer(s) left in float as in {base.name}" if keep else ""), small,
+                    **_options_of(base), **keep, weight_rounding="gptq")
         if score(c) > score(base):
             inherited["weight_rounding"] = "gptq"
 
@@ -202,8 +205,6 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
         # Before the calibration variants: faster where int8 is slow, and where activations lose most (vision
         # transformers: -40 points with LayerNorm, Softmax and GELU in int8) the accuracy remedy as well.
         onnx_speed_remedies(attempt, fp32_path, small, tried, log)
-    if not weights_first and not any(c.passed for c in tried) and any(c.path for c in tried):
-        gptq(max(tried, key=score))  # the activations lost most; GPTQ may still close the rest
 
     def on_best(**variation) -> dict:
         """A calibration variant of the best candidate so far (its operator types, weights and bit widths)."""
@@ -262,9 +263,11 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
              and deadline - time.monotonic() < HURRY * default.seconds)
     if hurry:
         log(f"  {max(0.0, deadline - time.monotonic()):.0f} s left, {default.seconds:.0f} s a candidate: the "
-            "most sensitive layers in float before the calibration variants")
+            "most sensitive layers in float first" + ("" if weights_first else ", then GPTQ"))
         if float_layers():
             return tried
+    if not weights_first and not any(c.passed for c in tried) and any(c.path for c in tried):
+        gptq(max(tried, key=score))  # the activations lost most; GPTQ may still close the rest
     calibration_variants()
     if any(c.passed for c in tried):
         return tried
