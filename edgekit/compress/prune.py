@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -175,10 +176,11 @@ def _prune_steps(tp, model, example, *, macs_ratio, round_to, importance, max_st
     dense_macs, dense_params = dense
     ignored = output_layers(model, example)
     frozen = {x for n in left_alone for x in model.get_submodule(n).modules()}
-    with _bounded_groups(model, frozen):
-        return _prune_loop(tp, model, example, macs_ratio=macs_ratio, round_to=round_to, importance=importance,
-                           max_steps=max_steps, global_pruning=global_pruning, dense=dense, heads=heads,
-                           ignored=ignored)
+    with _bounded_groups(model, frozen) as skipped:
+        res = _prune_loop(tp, model, example, macs_ratio=macs_ratio, round_to=round_to, importance=importance,
+                          max_steps=max_steps, global_pruning=global_pruning, dense=dense, heads=heads,
+                          ignored=ignored)
+    return dataclasses.replace(res, left_alone=tuple(sorted(n for n in skipped if n)))
 
 
 def _prune_loop(tp, model, example, *, macs_ratio, round_to, importance, max_steps, global_pruning, dense, heads,
@@ -339,21 +341,24 @@ def prune_any(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, dea
             continue
         attempts.append(Attempt(name, True, f"{res.macs_ratio:.2f}x MACs, {res.params_ratio:.2f}x parameters in "
                                             f"{res.steps} steps", time.monotonic() - t0, left))
+        left += [n for n in res.left_alone if n not in left]  # groups torch-pruning could not size, skipped
         return candidate, PruneResult(res.dense_macs, res.dense_params, res.macs, res.params, res.steps, name,
                                       tuple(left)), attempts
     return None, None, attempts
 
 
 class _RunawayGroup(Exception):
-    """torch-pruning's dependency walk grew a group past any real size (it would not end)."""
+    """torch-pruning's dependency walk grew a group past any real size (it would not end), or pruning the group
+    failed half-way: the model is inconsistent and pruning starts again with the group's root left alone."""
 
-    def __init__(self, root: str):
-        super().__init__(f"torch-pruning's dependency walk from {root or 'a layer'} did not end")
+    def __init__(self, root: str, why: str = ""):
+        super().__init__(f"torch-pruning could not prune the group of {root or 'a layer'} ({why})" if why else
+                         f"torch-pruning's dependency walk from {root or 'a layer'} did not end")
         self.root = root
 
 
 @contextlib.contextmanager
-def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[None]:
+def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set[str]]:
     """Make torch-pruning raise :class:`_RunawayGroup` instead of walking a dependency group forever, and never
     build or yield a group rooted at, or touching, a ``frozen`` module.
 
@@ -361,14 +366,20 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[Non
     index lists, so a group never closes (seen: > 15 min and 11 GB on one architecture). No real group holds
     more entries than a few times the model's layers, nor more channel indices than the model has channels
     many times over.
+
+    Also: concatenations sized from autograd (:func:`_concat_mapping`); a group whose importance cannot be
+    computed (its indices run past a layer) skipped, its root's name added to the set this yields; a group that
+    fails half-way through pruning raised as :class:`_RunawayGroup` (the caller starts again without it).
     """
-    from torch_pruning.dependency import graph, group
+    from torch_pruning.dependency import graph, group, index_mapping
+    from torch_pruning.pruner.algorithms.base_pruner import BasePruner
 
     n_modules = sum(1 for _ in model.modules())
     channels = sum(int(p.shape[0]) for p in model.parameters() if p.dim() >= 1)
     entry_limit, index_limit = 4 * n_modules + 500, 16 * channels + 100_000
     names = {m: n for n, m in model.named_modules()}
     frozen = frozen or set()
+    skipped: set[str] = set()  # roots of the groups whose importance could not be computed (see below)
     original_add, original_get = group.Group.add_dep, graph.DependencyGraph.get_pruning_group
     original_all = graph.DependencyGraph.get_all_groups
     root: list[str] = [""]
@@ -392,11 +403,78 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[Non
 
     group.Group.add_dep, graph.DependencyGraph.get_pruning_group = add_dep, get_pruning_group
     graph.DependencyGraph.get_all_groups = get_all_groups
+    original_concat = index_mapping.update_concat_index_mapping
+    index_mapping.update_concat_index_mapping = _concat_mapping(original_concat)
+    original_importance, original_prune = BasePruner.estimate_importance, group.Group.prune
+
+    def estimate_importance(self, grp):
+        # A group whose index lists run past a layer's channels (torch-pruning's index mapping got a partial
+        # residual or a dual-path concatenation wrong: seen on DPN, RexNet, Res2Net) is skipped, as torch-pruning
+        # skips a group without importance; its layers keep their width and pruning goes on with the others.
+        try:
+            return original_importance(self, grp)
+        except (IndexError, RuntimeError, ValueError):
+            skipped.add(names.get(grp[0].dep.target.module, ""))
+            return None
+
+    def prune_group(self, idxs=None, record_history=True):
+        try:
+            return original_prune(self, idxs, record_history)
+        except (IndexError, RuntimeError, ValueError) as exc:  # half-pruned: start again without this group
+            raise _RunawayGroup(names.get(self[0].dep.target.module, ""), f"{type(exc).__name__}: {first_line(exc)}")
+
+    BasePruner.estimate_importance, group.Group.prune = estimate_importance, prune_group
     try:
-        yield
+        yield skipped
     finally:
         group.Group.add_dep, graph.DependencyGraph.get_pruning_group = original_add, original_get
         graph.DependencyGraph.get_all_groups = original_all
+        index_mapping.update_concat_index_mapping = original_concat
+        BasePruner.estimate_importance, group.Group.prune = original_importance, original_prune
+
+
+def _concat_mapping(original: Callable) -> Callable:
+    """torch-pruning's concatenation index mapping, given the sizes it concatenates as autograd recorded them.
+
+    torch-pruning infers each input's channel count by walking the graph; on dual-path nets (DPN: concatenations
+    of slices of concatenations) the walk hits its depth limit, returns None, and ``sum`` of the sizes raises a
+    TypeError that stops the whole dependency graph. The concatenation's own autograd node knows every input's
+    shape exactly (``next_functions`` metadata); a size still unknown leaves the concatenation unmapped (torch-
+    pruning's own choice for one it cannot size), and the checks after pruning judge the result.
+    """
+
+    def update(graph, cat_node) -> None:
+        module = getattr(cat_node, "module", None)
+        if module is not None and getattr(module, "concat_sizes", None) is None:
+            module.concat_sizes = concat_sizes(cat_node)
+        if module is not None and module.concat_sizes is not None and None in module.concat_sizes:
+            return
+        original(graph, cat_node)
+
+    return update
+
+
+def concat_sizes(cat_node) -> list[int] | None:
+    """The channel count of each input of a ``torch.cat`` along dimension 1, from its autograd node; None when
+    the inputs torch-pruning sees are not exactly the ones autograd recorded, or the concatenation is on another
+    dimension."""
+    fn = getattr(cat_node, "grad_fn", None)
+    dim = getattr(fn, "_saved_dim", None)
+    if fn is None or dim is None:
+        return None
+    if dim >= 2 ** 63:  # a negative dimension, as autograd stores it
+        dim -= 2 ** 64
+    shapes = []
+    for f, i in fn.next_functions:
+        if f is None:
+            return None
+        try:
+            shapes.append(tuple(f._input_metadata[i].shape))  # noqa: SLF001 - autograd's record of the input
+        except (AttributeError, IndexError, RuntimeError):
+            return None
+    if not shapes or len(shapes) != len(getattr(cat_node, "inputs", ())) or dim % len(shapes[0]) != 1:
+        return None
+    return [int(s[1]) for s in shapes]
 
 
 def unprunable_roots(model: nn.Module, example: torch.Tensor, *, deadline: float | None = None,
