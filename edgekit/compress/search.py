@@ -7,8 +7,11 @@ against its calibration inputs, :mod:`edgekit.export.gptq`); when that beats nea
 candidate keeps it. Then the variants that keep the operators int8 slows down in float (faster, and where the
 activations lose most -- transformers -- more accurate too), GPTQ if not yet tried and nothing passed, then the
 calibration variants of the best candidate so far (full 8-bit weights where the CPU has int8 dot products,
-min-max ranges averaged over the samples, percentile calibration, S8S8). When none is within the budget, the
-remedies escalate:
+min-max ranges averaged over the samples, percentile calibration, S8S8). The operators-in-float variants are
+tried only where onnxruntime's profile says they can pay (:data:`SPEED_REMEDY_GAIN`) or the model has operators
+whose int8 costs accuracy (:data:`LOSSY_IN_INT8`). When the share left holds fewer than :data:`HURRY` candidates
+at the measured cost of the first, the most sensitive layers in float come before GPTQ (when the activations
+lose most) and before the calibration variants. When none is within the budget, the remedies escalate:
 
 1. more calibration samples (all the calibration data given, up to ``MAX_CALIB``),
 2. the most sensitive layers left in float: each layer's sensitivity is *measured* — the drop in
