@@ -204,9 +204,11 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
         write_json(work / ORDER, {"weights_first": weights_first})
     if weights_first:
         gptq(default)
-    if speed_remedies:
-        # Before the calibration variants: faster where int8 is slow, and where activations lose most (vision
-        # transformers: -40 points with LayerNorm, Softmax and GELU in int8) the accuracy remedy as well.
+    # The operators in float right away where they may also be the accuracy remedy (vision transformers: -40
+    # points with LayerNorm, Softmax and GELU in int8) or where plain int8 passed and only speed is left to win;
+    # otherwise after a candidate passes (cspresnet50: three of them spent 49 s of a 145 s share at -11.6 points).
+    speed_first = speed_remedies and (default.passed or bool(_op_types(fp32_path) & set(LOSSY_IN_INT8)))
+    if speed_first:
         onnx_speed_remedies(attempt, fp32_path, small, tried, log)
 
     def on_best(**variation) -> dict:
@@ -259,46 +261,58 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
                 return True
         return False
 
-    # The share left decides the order: the calibration variants keep all of int8's speed but rarely rescue a
-    # model that misses by points; the layers in float most often do. When the time left holds fewer than
-    # HURRY candidates at the default's measured cost (resnet50 on 2 cores: 122 s, 20 s each), they go first.
-    hurry = (deadline is not None and default.seconds > 0 and not any(c.passed for c in tried)
-             and deadline - time.monotonic() < HURRY * default.seconds)
-    if hurry:
-        log(f"  {max(0.0, deadline - time.monotonic()):.0f} s left, {default.seconds:.0f} s a candidate: the "
-            "most sensitive layers in float first" + ("" if weights_first else ", then GPTQ"))
-        if float_layers():
-            return tried
-    if not weights_first and not any(c.passed for c in tried) and any(c.path for c in tried):
-        gptq(max(tried, key=score))  # the activations lost most; GPTQ may still close the rest
-    calibration_variants()
-    if any(c.passed for c in tried):
-        return tried
-    # Nothing within budget: the remedies that most often rescue accuracy first (the layers that lose most in
-    # float), then the calibration variants that rarely do, so a time limit cuts the least promising ones.
-    if not hurry and float_layers():
-        return tried
-    attempt("ptq_minmax_per_tensor", "per-tensor weight scales", small, per_channel=False)
-    attempt("ptq_entropy", "entropy (KL) calibration", small[:128], method="entropy")
-    if any(c.passed for c in tried):
-        return tried
-    best = max(tried, key=score)
-    if len(calib) > len(small):
-        more = calib[:MAX_CALIB]
-        c = attempt("ptq_more_calibration", f"{len(more)} calibration samples instead of {len(small)}", more,
-                    **_options_of(best))
-        if c.passed:
-            return tried
-    if qat is not None:
-        t0 = time.perf_counter()
-        try:
-            qat_fp32 = qat()
-        except Exception as exc:
-            tried.append(Candidate(name="qat", remedy="quantization-aware training", options={},
-                                   reason=f"failed: {describe(exc)}",
-                                   seconds=time.perf_counter() - t0))
-        else:
-            attempt("qat", "quantization-aware training, then int8 of the fine-tuned weights", small, source=qat_fp32)
+    def accuracy_ladder() -> None:
+        """Everything after the first candidates, until one passes or the share is used up."""
+        # The share left decides the order: the calibration variants keep all of int8's speed but rarely rescue a
+        # model that misses by points; the layers in float most often do. When the time left holds fewer than
+        # HURRY candidates at the default's measured cost (resnet50 on 2 cores: 122 s, 20 s each), they go first.
+        hurry = (deadline is not None and default.seconds > 0 and not any(c.passed for c in tried)
+                 and deadline - time.monotonic() < HURRY * default.seconds)
+        if hurry:
+            log(f"  {max(0.0, deadline - time.monotonic()):.0f} s left, {default.seconds:.0f} s a candidate: the "
+                "most sensitive layers in float first" + ("" if weights_first else ", then GPTQ"))
+            if float_layers():
+                return
+        if not weights_first and not any(c.passed for c in tried) and any(c.path for c in tried):
+            gptq(max(tried, key=score))  # the activations lost most; GPTQ may still close the rest
+        calibration_variants()
+        if any(c.passed for c in tried):
+            return
+        # Nothing within budget: the remedies that most often rescue accuracy first (the layers that lose most in
+        # float), then the calibration variants that rarely do, so a time limit cuts the least promising ones.
+        if not hurry and float_layers():
+            return
+        attempt("ptq_minmax_per_tensor", "per-tensor weight scales", small, per_channel=False)
+        attempt("ptq_entropy", "entropy (KL) calibration", small[:128], method="entropy")
+        if any(c.passed for c in tried):
+            return
+        best = max(tried, key=score)
+        if len(calib) > len(small):
+            more = calib[:MAX_CALIB]
+            c = attempt("ptq_more_calibration", f"{len(more)} calibration samples instead of {len(small)}", more,
+                        **_options_of(best))
+            if c.passed:
+                return
+        if qat is not None:
+            t0 = time.perf_counter()
+            try:
+                qat_fp32 = qat()
+            except Exception as exc:
+                tried.append(Candidate(name="qat", remedy="quantization-aware training", options={},
+                                       reason=f"failed: {describe(exc)}",
+                                       seconds=time.perf_counter() - t0))
+            else:
+                attempt("qat", "quantization-aware training, then int8 of the fine-tuned weights", small, source=qat_fp32)
+
+    accuracy_ladder()
+    if speed_remedies and not speed_first and any(c.passed for c in tried) and not _late(deadline):
+        # Faster variants of what passed, keeping the layers it left in float.
+        keep = max((c for c in tried if c.passed), key=score).excluded
+
+        def keeping(name: str, remedy: str, samples: np.ndarray, **options) -> Candidate:
+            return attempt(name, remedy, samples, **options, **({"nodes_to_exclude": keep} if keep else {}))
+
+        onnx_speed_remedies(keeping, fp32_path, small, tried, log)
     return tried
 
 
@@ -360,6 +374,12 @@ def onnx_speed_remedies(attempt, fp32_path: Path, small: np.ndarray, tried: list
             + ") left in float", small, op_types=list(FAST_IN_INT8), **calibration)
     attempt("ptq_compute_ops_only", "only convolutions and matrix products in int8 (everything else float)", small,
             op_types=list(COMPUTE_OPS), **calibration)
+
+
+def _op_types(path: Path) -> set[str]:
+    import onnx
+
+    return {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
 
 
 def slower_op_types(fp32_path: str, int8_path: str, sample: np.ndarray) -> tuple[list[str], float]:

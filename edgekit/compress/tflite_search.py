@@ -9,6 +9,7 @@ ONNX search's.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from edgekit.compress.aeq import aeq_static_int8, tflite_sensitivity
 from edgekit.compress.search import (
     DEFAULT_CALIB,
+    HURRY,
     MAX_CALIB,
     SENSITIVE_STEPS,
     Candidate,
@@ -118,16 +120,33 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
         fp32_tflite = work / "fp32.tflite"
         export_tflite(model, small[:1], fp32_tflite, precision="fp32", metadata=metadata)
     pt2e_made = [c for c in tried if c.path and c.name.startswith("tflite_ptq")]
-    if model is not None and not weights_first and not any(c.passed for c in tried) and pt2e_made \
-            and not any(c.name == "tflite_ptq_gptq" for c in tried):
-        gptq(max(pt2e_made, key=score))  # the activations lost most; GPTQ may still close the rest
+
+    def gptq_after() -> None:
+        if model is not None and not weights_first and not any(c.passed for c in tried) and pt2e_made \
+                and not any(c.name == "tflite_ptq_gptq" for c in tried):
+            gptq(max(pt2e_made, key=score))  # the activations lost most; GPTQ may still close the rest
+
+    # As in onnx_int8: when the share left holds fewer than HURRY candidates at the first one's measured cost,
+    # GPTQ (a whole PT2E export plus its solve: cspresnet50 was stopped inside it, 100 s) waits for the cheaper
+    # ai-edge-quantizer ladder.
+    first_cost = tried[0].seconds if tried else 0.0
+    hurry = deadline is not None and first_cost > 0 and deadline - time.monotonic() < HURRY * first_cost
+    if hurry and model is not None and not weights_first:
+        log(f"  {max(0.0, deadline - time.monotonic()):.0f} s left, {first_cost:.0f} s a candidate: "
+            "ai-edge-quantizer's ladder before GPTQ")
+    else:
+        gptq_after()
     if fp32_tflite is not None and speed_remedies:
-        tflite_speed_remedies(attempt, aeq, Path(fp32_tflite), small)
+        tflite_speed_remedies(attempt, aeq, Path(fp32_tflite), small, passed=any(c.passed for c in tried))
     if any(c.passed for c in tried):
         return tried
     # Nothing within budget yet: the remedies that rescue accuracy most often first (see onnx_int8).
     if fp32_tflite is not None and _aeq_ladder(attempt, aeq, Path(fp32_tflite), calib, small, log):
         return tried
+    if hurry:
+        gptq_after()
+        if any(c.passed for c in tried):
+            return tried
     if model is not None:
         if attempt("tflite_ptq_minmax", "min-max activation ranges instead of histogram (keeps the tails)", small,
                    pt2e, activation_observer="minmax").passed:
@@ -151,12 +170,13 @@ FEW_SLOW_OPS = 0.05  # share of the model's operators below which the float vari
 TFLITE_COMPUTE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
 
 
-def tflite_speed_remedies(attempt, aeq, fp32_tflite: Path, small: np.ndarray) -> None:
+def tflite_speed_remedies(attempt, aeq, fp32_tflite: Path, small: np.ndarray, passed: bool = True) -> None:
     """ai-edge-quantizer int8 with the operators int8 slows down left in float: those of
     :data:`TFLITE_SLOW_IN_INT8` the model has, then everything but the compute operators.
 
-    Not tried when they are fewer than :data:`FEW_SLOW_OPS` of the model's operators and none of them costs accuracy
-    in int8 (:data:`TFLITE_LOSSY_IN_INT8`): one MEAN of a global pooling cannot make up for a candidate's time."""
+    Not tried when none of them costs accuracy in int8 (:data:`TFLITE_LOSSY_IN_INT8`) and either no candidate
+    has ``passed`` yet (speed cannot matter before one does) or they are fewer than :data:`FEW_SLOW_OPS` of the
+    model's operators (one MEAN of a global pooling cannot make up for a candidate's time)."""
     import collections
 
     from ai_edge_litert.interpreter import Interpreter
@@ -166,7 +186,8 @@ def tflite_speed_remedies(attempt, aeq, fp32_tflite: Path, small: np.ndarray) ->
     slow = sorted(ops & set(TFLITE_SLOW_IN_INT8))
     if not slow:
         return
-    if sum(counts[o] for o in slow) < FEW_SLOW_OPS * sum(counts.values()) and not ops & set(TFLITE_LOSSY_IN_INT8):
+    few = sum(counts[o] for o in slow) < FEW_SLOW_OPS * sum(counts.values())
+    if (few or not passed) and not ops & set(TFLITE_LOSSY_IN_INT8):
         return
     attempt("tflite_slow_ops_float", "operators that are slower in int8 (" + ", ".join(slow) + ") left in float",
             small, aeq, op_types=sorted(ops - set(slow)))
