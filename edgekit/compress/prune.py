@@ -421,7 +421,8 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set
         try:
             return original_prune(self, idxs, record_history)
         except (IndexError, RuntimeError, ValueError) as exc:  # half-pruned: start again without this group
-            raise _RunawayGroup(names.get(self[0].dep.target.module, ""), f"{type(exc).__name__}: {first_line(exc)}")
+            raise _RunawayGroup(names.get(self[0].dep.target.module, ""),
+                                f"{type(exc).__name__}: {first_line(exc)}") from exc
 
     BasePruner.estimate_importance, group.Group.prune = estimate_importance, prune_group
     try:

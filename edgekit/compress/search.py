@@ -530,7 +530,6 @@ def sensitivity(fp32_path: Path, work: Path, *, calib: np.ndarray, options: dict
     """
     import onnx
     from onnxruntime.quantization import qdq_loss_debug as dbg
-
     from onnxruntime.quantization import quantize_static
 
     from edgekit.export.onnx import CalibrationReader, pre_process, quantizer_kwargs, unshare_initializers
