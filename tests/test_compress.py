@@ -522,3 +522,77 @@ def test_tflite_search_ends_with_quantization_aware_training_when_nothing_else_p
     assert qat.name == "tflite_qat" and "mirror images" in qat.remedy
     assert qat.top1_agreement is not None and qat.top1_agreement > 0.8, qat  # measured, and a working model
     assert not qat.passed and Path(qat.path).is_file()
+
+
+class _Tokens(torch.nn.Module):
+    """A tiny transformer-like net: patch embedding, then linear layers over tokens, LayerNorm and GELU."""
+
+    def __init__(self, blocks: int = 3):
+        super().__init__()
+        self.embed = torch.nn.Conv2d(3, 16, 4, stride=4)
+        self.blocks = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.LayerNorm(16), torch.nn.Linear(16, 32),
+                                                              torch.nn.GELU(), torch.nn.Linear(32, 16))
+                                          for _ in range(blocks))
+        self.head = torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        for b in self.blocks:
+            t = t + b(t)
+        return self.head(t.mean(1))
+
+
+@pytest.mark.parametrize("blocks, dynamic", [(3, True), (1, False)])
+def test_matmul_heavy_models_get_dynamic_int8_which_loads_and_is_judged_like_any_candidate(tmp_path, blocks, dynamic):
+    """Transformers and MLP blocks: onnxruntime's dynamic int8 (weights int8, each activation quantized at run
+    time from its own range) is tried when static int8 misses, on models with enough MatMuls of constant weights
+    to matter; the artifact loads, is verified like every candidate, and its variants stay static."""
+    from edgekit.device.runtime import open_session
+    from edgekit.export.onnx import save_onnx, to_onnx_proto
+
+    torch.manual_seed(0)
+    model = _Tokens(blocks).eval()
+    rng = np.random.default_rng(0)
+    calib, x = rng.normal(size=(32, 3, 16, 16)).astype(np.float32), rng.normal(size=(32, 3, 16, 16)).astype(np.float32)
+    save_onnx(to_onnx_proto(model, x[:1]), tmp_path / "m.onnx", {})
+    assert search.matmul_heavy(tmp_path / "m.onnx") is dynamic
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    tried = search.onnx_int8(tmp_path / "m.onnx", tmp_path / "work", calib=calib, x=x, y=None, reference=reference,
+                             gate=search.Gate(-1.0, None), metadata={}, log=lambda s: None, deadline=None,
+                             speed_remedies=False)  # a budget nothing meets: the whole ladder runs
+    by_name = {c.name: c for c in tried}
+    assert ("ptq_dynamic" in by_name) is dynamic
+    if dynamic:
+        c = by_name["ptq_dynamic"]
+        assert c.path and c.top1_agreement is not None and c.max_abs_diff is not None, c.reason
+        import onnx
+
+        ops = {n.op_type for n in onnx.load(c.path).graph.node}
+        assert "DynamicQuantizeLinear" in ops or "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops, ops
+        assert "QuantizeLinear" not in ops  # nothing static in it
+        with open_session(c.path, runtime="onnxruntime") as s:
+            assert np.allclose(s.run(x[:2])[0], reference[:2], atol=0.5)
+        assert all(o.options.get("activations") != "dynamic" for o in tried if o.name != "ptq_dynamic")
+
+
+def test_tflite_dynamic_int8_is_tried_on_models_with_many_fully_connected_layers(tmp_path, monkeypatch):
+    """The TFLite search's dynamic int8 (ai-edge-quantizer, fully-connected layers only): tried when static int8
+    misses on a model with attention/MLP-sized linear layers; a LiteRT file that runs and is verified."""
+    pytest.importorskip("litert_torch")
+    from ai_edge_litert.interpreter import Interpreter
+
+    monkeypatch.setattr(tflite_search, "_aeq_ladder", lambda *a, **k: False)  # keep the test short
+    torch.manual_seed(0)
+    model = _Tokens(3).eval()
+    rng = np.random.default_rng(0)
+    calib, x = rng.normal(size=(16, 3, 16, 16)).astype(np.float32), rng.normal(size=(8, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    tried = tflite_search.tflite_int8(model, tmp_path / "w", calib=calib, x=x, y=None, reference=reference,
+                                      gate=search.Gate(-1.0, None), metadata={}, log=lambda m: None,
+                                      speed_remedies=False, weights_first=False)
+    c = next(c for c in tried if c.name == "tflite_dynamic")
+    assert c.path and c.top1_agreement is not None, c.reason
+    ops = {o["op_name"] for o in Interpreter(model_path=c.path)._get_ops_details()}  # noqa: SLF001
+    assert "FULLY_CONNECTED" in ops and "QUANTIZE" not in ops  # weights int8, activations quantized at run time

@@ -189,7 +189,7 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
         c = attempt("ptq_gptq", "weights rounded by GPTQ: the same int8 grid, each layer's rounding error moved onto "
                     "the weights not yet rounded so that its outputs on the calibration inputs change least"
                     + (f", {len(base.excluded)} layer(s) left in float as in {base.name}" if keep else ""), small,
-                    **_options_of(base), **keep, weight_rounding="gptq")
+                    **{**_options_of(base), **keep, "weight_rounding": "gptq"})
         if score(c) > score(base):
             inherited["weight_rounding"] = "gptq"
 
@@ -210,13 +210,19 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
     speed_first = speed_remedies and (default.passed or bool(_op_types(fp32_path) & set(LOSSY_IN_INT8)))
     if speed_first:
         onnx_speed_remedies(attempt, fp32_path, small, tried, log)
+    dot = _has_int8_dot_products()
+    if matmul_heavy(fp32_path) and not default.passed:
+        # Attention and MLP blocks: each activation quantized from its own range at run time loses far less than
+        # one static range for every input, and needs no calibration pass (seconds to make).
+        attempt("ptq_dynamic", "dynamic int8 of the MatMuls with constant weights (int8 weights per channel, each "
+                "activation quantized at run time from its own range): onnxruntime's int8 for transformers; the "
+                "other operators stay float", small, activations="dynamic", per_channel=True,
+                reduce_range=not dot, weight_rounding="nearest")
 
     def on_best(**variation) -> dict:
         """A calibration variant of the best candidate so far (its operator types, weights and bit widths)."""
         made = [c for c in tried if c.path]
         return {**(_options_of(max(made, key=score)) if made else {}), **variation}
-
-    dot = _has_int8_dot_products()
 
     def calibration_variants() -> None:
         if dot:
@@ -429,7 +435,22 @@ def score(c: Candidate) -> tuple[float, float]:
 
 
 def _options_of(c: Candidate) -> dict:
-    return {k: v for k, v in c.options.items() if k not in ("calibration_samples", "nodes_to_exclude")}
+    """The options a variant of ``c`` starts from (the static ones: a dynamic winner's variants are static)."""
+    return {k: v for k, v in c.options.items() if k not in ("calibration_samples", "nodes_to_exclude", "activations")}
+
+
+MATMUL_HEAVY = 4  # MatMuls with constant weights from which dynamic int8 is tried (attention, MLP blocks)
+
+
+def matmul_heavy(path: Path) -> bool:
+    """Whether the model has at least :data:`MATMUL_HEAVY` MatMuls with constant weights: transformers, MLP
+    mixers, the linear layers of hybrids — where onnxruntime's dynamic int8 applies (on a conv net it would
+    quantize the classifier alone)."""
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    return sum(1 for n in g.node if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in consts) >= MATMUL_HEAVY
 
 
 def quantize_loadable(source: Path, c: Candidate, samples, metadata: dict, options: dict, tries: int = 4) -> None:
@@ -451,7 +472,10 @@ def quantize_loadable(source: Path, c: Candidate, samples, metadata: dict, optio
             return
         except DataError as exc:
             op = re.search(r"Op \((\w+)\)", str(exc))
-            current = options.get("op_types") or list(FAST_IN_INT8 + SLOW_IN_INT8)
+            from edgekit.export.onnx import DYNAMIC_OPS
+
+            current = options.get("op_types") or list(DYNAMIC_OPS if options.get("activations") == "dynamic"
+                                                      else FAST_IN_INT8 + SLOW_IN_INT8)
             if op is None or op.group(1) not in current:
                 raise
             options["op_types"] = [o for o in current if o != op.group(1)]

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.compress.aeq import aeq_static_int8, tflite_sensitivity
+from edgekit.compress.aeq import aeq_dynamic_int8, aeq_static_int8, tflite_sensitivity
 from edgekit.compress.search import (
     DEFAULT_CALIB,
     HURRY,
+    MATMUL_HEAVY,
     MAX_CALIB,
     SENSITIVE_STEPS,
     Candidate,
@@ -86,6 +87,14 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
         text = metadata_json({**metadata, "precision": "int8"}).encode()
         Path(path).write_bytes(embed_metadata(data, METADATA_KEY, text, compact=True))
 
+    def aeq_dynamic(path, samples):
+        from edgekit.device.artifact import METADATA_KEY, metadata_json
+        from edgekit.export.tflite import embed_metadata
+
+        data = aeq_dynamic_int8(fp32_tflite.read_bytes())
+        text = metadata_json({**metadata, "precision": "int8"}).encode()
+        Path(path).write_bytes(embed_metadata(data, METADATA_KEY, text, compact=True))
+
     log(f"TFLite int8 search: {len(small)} calibration samples")
     def gptq(base: Candidate) -> None:
         c = attempt("tflite_ptq_gptq", "weights rounded by GPTQ (the same int8 grid, each layer's rounding error "
@@ -136,6 +145,10 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
             "ai-edge-quantizer's ladder before GPTQ")
     else:
         gptq_after()
+    if fp32_tflite is not None and not any(c.passed for c in tried) and fully_connected_heavy(Path(fp32_tflite)):
+        attempt("tflite_dynamic", "dynamic int8 of the fully-connected layers (int8 weights per channel, each input "
+                "quantized at run time from its own range): LiteRT's int8 for transformers; the rest float", small,
+                aeq_dynamic)
     if fp32_tflite is not None and speed_remedies:
         tflite_speed_remedies(attempt, aeq, Path(fp32_tflite), small, passed=any(c.passed for c in tried))
     if any(c.passed for c in tried):
@@ -159,6 +172,14 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
                 f"{mirrored} under int8 fake quantization, the original model as teacher", calib[:MAX_CALIB], pt2e,
                 qat_epochs=QAT_EPOCHS, qat_lr=QAT_LR, qat_mirror_axis=mirror_axis)
     return tried
+
+
+def fully_connected_heavy(fp32_tflite: Path) -> bool:
+    """At least :data:`MATMUL_HEAVY` fully-connected layers (attention, MLP blocks): where dynamic int8 applies."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = Interpreter(model_path=str(fp32_tflite))._get_ops_details()  # noqa: SLF001
+    return sum(1 for o in ops if o["op_name"] == "FULLY_CONNECTED") >= MATMUL_HEAVY
 
 
 # LiteRT operators whose int8 kernels are slow or leave XNNPACK's delegate (measured: h-swish nets 5.2x slower
