@@ -256,3 +256,29 @@ def test_distillation_that_cannot_make_one_pass_in_its_share_stops_after_its_pro
     assert r["seconds"] < 2.5  # the share was not used up
     quick = distill(nn.Linear(8, 4), nn.Linear(8, 4), x[:400], seconds=3.0, max_epochs=2)
     assert quick["stopped"] is None and quick["epochs"] == 2
+
+
+def test_a_strategy_whose_groups_keep_running_away_leaves_time_for_the_next(monkeypatch):
+    """Each strategy but the last restarts without its runaway groups for at most an equal part of the time
+    left (efficientvit_m0: "all layers" ran away group after group and took the whole share, so "attention left
+    alone", which prunes it, was never tried)."""
+    from edgekit.compress import prune as prune_mod
+
+    real = prune_mod.prune
+    runaways = []
+
+    def prune_attention_runs_away(model, example, **kwargs):
+        if kwargs.get("heads", True):  # "all layers": every restart finds another runaway group
+            time.sleep(0.2)
+            runaways.append(len(kwargs.get("left_alone", ())))
+            raise prune_mod._RunawayGroup(f"blocks.{len(runaways)}.attn.qkv")
+        return real(model, example, **kwargs)
+
+    monkeypatch.setattr(prune_mod, "prune", prune_attention_runs_away)
+    torch.manual_seed(0)
+    model = TinyViT().eval()
+    t0 = time.monotonic()
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.7, deadline=t0 + 6, log=lambda m: None)
+    assert not attempts[0].passed and "used up" in attempts[0].detail and time.monotonic() - t0 < 12
+    assert attempts[0].seconds < 3.5  # its part: a third of the time (three strategies), plus one restart
+    assert pruned is not None and res.strategy == "attention left alone", [a.detail for a in attempts]
