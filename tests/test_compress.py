@@ -573,7 +573,10 @@ def test_matmul_heavy_models_get_dynamic_int8_which_loads_and_is_judged_like_any
         assert "QuantizeLinear" not in ops  # nothing static in it
         with open_session(c.path, runtime="onnxruntime") as s:
             assert np.allclose(s.run(x[:2])[0], reference[:2], atol=0.5)
-        assert all(o.options.get("activations") != "dynamic" for o in tried if o.name != "ptq_dynamic")
+        # the weights' rounding alone is outside this budget: the same with GPTQ's rounding comes next
+        g = by_name["ptq_dynamic_gptq"]
+        assert g.path and "GPTQ re-rounded" in g.remedy, (g.reason, g.remedy)
+        assert all(o.options.get("activations") != "dynamic" for o in tried if not o.name.startswith("ptq_dynamic"))
 
 
 def test_tflite_dynamic_int8_is_tried_on_models_with_many_fully_connected_layers(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -269,3 +270,45 @@ def test_demo_mic_and_compress_calibration_take_24_bit_float_and_44k_stereo_wavs
     assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["data"]["calibration"]["samples"] + res["data"]["evaluation"]["samples"] == 12
+
+
+def test_live_listening_hears_what_was_captured_before_it_stopped_and_says_when_audio_was_lost(kws_bundle, tmp_path,
+                                                                                             monkeypatch, capsys):
+    """On a loaded CPU the spotter runs behind the microphone: the blocks still queued when the time is up hold the
+    last words, and are heard; an input overflow reported by PortAudio is named on stderr, not hidden."""
+    import sys
+    import types
+
+    from edgekit.data import keywords
+    from edgekit.device.audio import write_wav
+    from edgekit.device.demos.mic import listen, spot_wav
+
+    audio, _ = keywords.utterance_stream(["yes", "stop", "go", "left"], keywords.voices(keywords.Config())["test"][0],
+                                         seed=4)
+    offline, _ = spot_wav(kws_bundle, write_wav(tmp_path / "a.wav", audio))
+
+    class Overflow:
+        input_overflow = True
+
+        def __bool__(self):
+            return True
+
+    class Stream:  # delivers the whole recording at once, faster than any spotter keeps up
+        def __init__(self, samplerate, channels, dtype, blocksize, device, callback):
+            self.hop, self.callback = blocksize, callback
+
+        def __enter__(self):
+            x = audio.astype(np.float32)
+            for k, i in enumerate(range(0, len(x), self.hop)):
+                self.callback(x[i: i + self.hop, None], self.hop, None, Overflow() if k == 3 else None)
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setitem(sys.modules, "sounddevice", types.SimpleNamespace(InputStream=Stream))
+    out = io.StringIO()
+    stats = listen(kws_bundle, seconds=0.01, out=out, json_lines=True)
+    heard = [json.loads(x)["keyword"] for x in out.getvalue().splitlines()]
+    assert heard == [d.keyword for d in offline] and heard and stats.detections == len(heard)
+    assert "overflowed 1 time(s)" in capsys.readouterr().err

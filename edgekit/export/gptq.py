@@ -153,6 +153,11 @@ def find_layers(qdq, pre) -> tuple[list[Layer], dict]:
     f_nodes = {n.name: n for n in pre.graph.node if n.name}
     layers, skipped = [], {}
     for node in qdq.graph.node:
+        if node.op_type == "MatMulInteger":
+            lay = _dynamic_layer(node, inits, f_inits, pre, readers, skipped)
+            if lay is not None:
+                layers.append(lay)
+            continue
         if node.op_type not in COMPUTE or len(node.input) < 2:
             continue
         dq = producer.get(node.input[1])
@@ -201,6 +206,41 @@ def find_layers(qdq, pre) -> tuple[list[Layer], dict]:
             transposed=transposed, attrs=_conv_attrs(attrs, wq.shape) if node.op_type == "Conv" else
             {"transA": _int(attrs, "transA", 0)}))
     return layers, skipped
+
+
+def _dynamic_layer(node, inits: dict, f_inits: dict, pre, readers: dict, skipped: dict) -> Layer | None:
+    """A MatMul of onnxruntime's dynamic quantization (``MatMulInteger`` of the run-time quantized input and the
+    int8 weight ``W_quantized``, its scale ``W_scale`` multiplied in afterwards), matched to the float MatMul of
+    ``pre`` that reads ``W``; None (and the reason in ``skipped``) when it cannot be re-rounded."""
+    from onnx import numpy_helper
+
+    wq_name = node.input[1] if len(node.input) > 1 else ""
+    base = wq_name[: -len("_quantized")] if wq_name.endswith("_quantized") else None
+    f_node = next((n for n in pre.graph.node if n.op_type == "MatMul" and base and len(n.input) > 1
+                   and n.input[1] == base), None)
+    why = None
+    if base is None or wq_name not in inits or f_node is None or base not in f_inits:
+        why = "its float layer was not found"
+    elif f"{base}_scale" not in inits:
+        why = "its scale is not a constant"
+    elif readers.get(wq_name, 0) != 1:
+        why = "the weight is shared"
+    if why:
+        skipped[node.name] = why
+        return None
+    wq = numpy_helper.to_array(inits[wq_name])
+    wf = numpy_helper.to_array(f_inits[base]).astype(np.float64)
+    scale = numpy_helper.to_array(inits[f"{base}_scale"]).astype(np.float64).reshape(-1)
+    zp = node.input[3] if len(node.input) > 3 and node.input[3] in inits else None
+    zero = numpy_helper.to_array(inits[zp]).astype(np.float64).reshape(-1) if zp else np.zeros_like(scale)
+    o = wq.shape[-1] if wq.ndim == 2 else 0
+    if wq.ndim != 2 or wq.shape != wf.shape or wq.dtype not in (np.int8, np.uint8) or scale.size not in (1, o) \
+            or zero.size not in (1, o):
+        skipped[node.name] = f"weight {wq.dtype}{list(wq.shape)} against float {list(wf.shape)}"
+        return None
+    return Layer(node=f_node.name or node.name, op="MatMul", activation=f_node.input[0], quantized=wq_name,
+                 float_weight=wf, scale=np.broadcast_to(scale, (o,)).copy(), zero=np.broadcast_to(zero, (o,)).copy(),
+                 transposed=True, attrs={"transA": 0})
 
 
 def _int(attrs: dict, name: str, default: int) -> int:

@@ -238,10 +238,16 @@ def listen(bundle, *, seconds: float | None = None, device=None, out=None, json_
     out = out or sys.stdout
     ks = KeywordSpotter(bundle, **options).open()
     blocks: queue.Queue = queue.Queue()
-    n = 0
+    n, overflows = 0, [0]
+
+    def captured(data, frames, t, status) -> None:
+        if status and status.input_overflow:  # PortAudio dropped samples before this block: say so at the end
+            overflows[0] += 1
+        blocks.put(data[:, 0].copy())
+
     try:
         stream = sd.InputStream(samplerate=ks.rate, channels=1, dtype="float32", blocksize=ks.hop, device=device,
-                                callback=lambda data, frames, t, status: blocks.put(data[:, 0].copy()))
+                                callback=captured)
     except Exception as exc:  # PortAudioError and friends: the device or the rate is not available
         raise DataError(f"cannot open the input device {device if device is not None else '(default)'} at "
                         f"{ks.rate} Hz mono: {exc}") from None
@@ -256,9 +262,18 @@ def listen(bundle, *, seconds: float | None = None, device=None, out=None, json_
                 for d in ks.feed(block):
                     n += 1
                     print_detection(d, out, json_lines)
+        # What was captured before the end is heard too: on a loaded CPU the spotter runs behind the stream,
+        # and the blocks still queued hold the last words.
+        while not blocks.empty():
+            for d in ks.feed(blocks.get_nowait()):
+                n += 1
+                print_detection(d, out, json_lines)
     except KeyboardInterrupt:
         pass
     finally:
+        if overflows[0]:
+            print(f"edgekit: the input overflowed {overflows[0]} time(s): some audio was lost before edgekit saw it "
+                  "(the CPU was busy; a longer --hop-ms lowers the load)", file=sys.stderr)
         for d in ks.flush():
             n += 1
             print_detection(d, out, json_lines)
