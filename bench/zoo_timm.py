@@ -163,6 +163,14 @@ def fit_head(name: str, model_file: Path, fit_npz: Path, weights: Path) -> dict:
     b = torch.from_numpy((clf.intercept_ - (clf.coef_ / std) @ mean).astype(np.float32))
     fitted = 0
     for h in heads:
+        if not isinstance(h, torch.nn.Linear):  # a normalised head (LeViT's BatchNorm1d + Linear): BN as identity
+            lin = [m for m in h.modules() if isinstance(m, torch.nn.Linear)]
+            if len(lin) == 1:
+                for m in h.modules():
+                    if isinstance(m, torch.nn.BatchNorm1d):
+                        m.reset_parameters()
+                        m.running_var.fill_(1.0 - m.eps)
+                h = lin[0]
         if isinstance(h, torch.nn.Linear) and tuple(h.weight.shape) == tuple(w.shape):
             h.weight.data.copy_(w / len(heads))
             h.bias.data.copy_(b / len(heads))
