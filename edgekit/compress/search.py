@@ -211,9 +211,10 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
     if speed_first:
         onnx_speed_remedies(attempt, fp32_path, small, tried, log)
     dot = _has_int8_dot_products()
-    if matmul_heavy(fp32_path) and not default.passed:
+    if matmul_heavy(fp32_path) and not _late(deadline):
         # Attention and MLP blocks: each activation quantized from its own range at run time loses far less than
-        # one static range for every input, and needs no calibration pass (seconds to make).
+        # one static range for every input, and needs no calibration pass (seconds to make). Tried even when
+        # static int8 passed: it is often the faster one (mobilevit_xxs: static int8 passed at 2.4x fp32's time).
         dynamic = attempt("ptq_dynamic", "dynamic int8 of the MatMuls with constant weights (int8 weights per "
                           "channel, each activation quantized at run time from its own range): onnxruntime's int8 "
                           "for transformers; the other operators stay float", small, activations="dynamic",

@@ -145,7 +145,7 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
             "ai-edge-quantizer's ladder before GPTQ")
     else:
         gptq_after()
-    if fp32_tflite is not None and not any(c.passed for c in tried) and fully_connected_heavy(Path(fp32_tflite)):
+    if fp32_tflite is not None and not _late(deadline) and fully_connected_heavy(Path(fp32_tflite)):
         attempt("tflite_dynamic", "dynamic int8 of the fully-connected layers (int8 weights per channel, each input "
                 "quantized at run time from its own range): LiteRT's int8 for transformers; the rest float", small,
                 aeq_dynamic)
