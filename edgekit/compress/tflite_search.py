@@ -79,21 +79,23 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
         export_tflite(model, samples[:1], path, precision="int8", metadata=metadata, calib=samples,
                       int8_options=options)
 
+    from edgekit.device.artifact import metadata_json
+
+    text = metadata_json({**metadata, "precision": "int8"}).encode()  # embedded in every ai-edge-quantizer candidate
+
     def aeq(path, samples, float_ops=(), op_types=None):
-        from edgekit.device.artifact import METADATA_KEY, metadata_json
+        from edgekit.device.artifact import METADATA_KEY
         from edgekit.export.tflite import embed_metadata
 
-        data = aeq_static_int8(fp32_tflite.read_bytes(), samples, float_ops=float_ops, op_types=op_types)
-        text = metadata_json({**metadata, "precision": "int8"}).encode()
-        Path(path).write_bytes(embed_metadata(data, METADATA_KEY, text, compact=True))
+        Path(path).write_bytes(embed_metadata(aeq_static_int8(fp32_tflite.read_bytes(), samples, float_ops=float_ops,
+                                                              op_types=op_types), METADATA_KEY, text, compact=True))
 
     def aeq_dynamic(path, samples):
-        from edgekit.device.artifact import METADATA_KEY, metadata_json
+        from edgekit.device.artifact import METADATA_KEY
         from edgekit.export.tflite import embed_metadata
 
-        data = aeq_dynamic_int8(fp32_tflite.read_bytes())
-        text = metadata_json({**metadata, "precision": "int8"}).encode()
-        Path(path).write_bytes(embed_metadata(data, METADATA_KEY, text, compact=True))
+        Path(path).write_bytes(embed_metadata(aeq_dynamic_int8(fp32_tflite.read_bytes()), METADATA_KEY, text,
+                                              compact=True))
 
     log(f"TFLite int8 search: {len(small)} calibration samples")
     def gptq(base: Candidate) -> None:

@@ -271,25 +271,20 @@ def quantize_onnx(fp32_path: str | Path, path: str | Path, calib: np.ndarray, *,
                                nodes_to_exclude=list(nodes_to_exclude or []),
                                extra_options={"MatMulConstBOnly": True, **(extra_options or {})})
             notes: tuple[str, ...] = ("activations quantized at run time",)
-            if weight_rounding == "gptq":
-                from edgekit.export.gptq import gptq_onnx
-
-                notes += (gptq_onnx(str(tmp), str(pre), CalibrationReader(input_name, calib)).sentence(),)
-            save_onnx(onnx.load(str(tmp)), tmp, {**metadata, "precision": precision})
-            return Artifact(path, "onnx", precision, notes=notes)
-        kwargs = quantizer_kwargs(per_channel=per_channel, activation=activation, method=method,
-                                  reduce_range=reduce_range, nodes_to_exclude=nodes_to_exclude, op_types=op_types,
-                                  extra_options=extra_options)
-        cache = _calibration_cache(calibration_cache, pre, calib, method, kwargs["extra_options"], op_types)
-        q.quantize_static(str(pre), str(tmp), CalibrationReader(input_name, calib),
-                          **(cache.kwargs if cache else {}), **kwargs)
-        if cache:
-            cache.keep()
-        notes: tuple[str, ...] = ()
+        else:
+            kwargs = quantizer_kwargs(per_channel=per_channel, activation=activation, method=method,
+                                      reduce_range=reduce_range, nodes_to_exclude=nodes_to_exclude,
+                                      op_types=op_types, extra_options=extra_options)
+            cache = _calibration_cache(calibration_cache, pre, calib, method, kwargs["extra_options"], op_types)
+            q.quantize_static(str(pre), str(tmp), CalibrationReader(input_name, calib),
+                              **(cache.kwargs if cache else {}), **kwargs)
+            if cache:
+                cache.keep()
+            notes = ()
         if weight_rounding == "gptq":
             from edgekit.export.gptq import gptq_onnx
 
-            notes = (gptq_onnx(str(tmp), str(pre), CalibrationReader(input_name, calib)).sentence(),)
+            notes += (gptq_onnx(str(tmp), str(pre), CalibrationReader(input_name, calib)).sentence(),)
         qproto = onnx.load(str(tmp))
         save_onnx(qproto, tmp, {**metadata, "precision": precision})
     return Artifact(path, "onnx", precision, notes=notes)
