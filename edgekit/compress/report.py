@@ -49,6 +49,10 @@ def markdown(res: dict, *, plot: bool = False) -> str:
     lines += diagnostics_section(res)
     lines += speed_section(res)
     lines += skipped_section(res)
+    spread = [e for e in res["artifacts"] if e["passed"] and "own fp32 spread" in e.get("verdict", "")]
+    if spread:  # passed fp32 parity only by the model's own spread (edgekit.compress.fp32_spread): say so
+        lines += ["## fp32 parity within the model's own float spread", ""]
+        lines += [f"- {e['name']}: {e['verdict']}" for e in spread] + [""]
     failed = [e for e in res["artifacts"] if not e["passed"]]
     if failed:
         lines += ["## Over budget (not shipped, kept under rejected/)", ""]
