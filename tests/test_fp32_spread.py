@@ -108,3 +108,15 @@ def test_verify_fails_an_fp32_artifact_beyond_it_and_names_the_spread(fp32_onnx)
 def test_verify_without_a_model_to_rerun_keeps_the_plain_tolerance(fp32_onnx):
     entry = _verified(fp32_onnx, None)
     assert not entry["passed"] and "fp32 must match" in entry["verdict"]
+
+
+def test_the_report_sets_apart_the_fp32_artifacts_that_passed_only_within_the_spread(fp32_onnx):
+    from edgekit.compress.report import spread_section
+
+    within, exact = _verified(fp32_onnx, wobbly(0.1)), {"name": "tflite_fp32", "passed": True,
+                                                        "verdict": "within budget"}
+    lines = spread_section({"artifacts": [within, exact]})
+    assert lines[0] == "## fp32 parity within the model's own float spread"
+    assert any(ln.startswith("- onnx_fp32: within budget; onnxruntime: max abs diff") for ln in lines)
+    assert not any("tflite_fp32" in ln for ln in lines)
+    assert spread_section({"artifacts": [exact]}) == []
