@@ -66,7 +66,7 @@ onnx2tf-env: venv
 	$(BIN)/python scripts/onnx2tf_env.py
 
 test: setup device-venv caches
-	$(BIN)/python -m pytest -q -m "not third_party"
+	$(BIN)/python -m pytest -q --durations=15 -m "not third_party"
 
 # MLPerf Tiny's person detector through `edgekit compress` on real photos (~6 min): CI runs it once, after `make test`.
 test-third-party: setup caches
