@@ -227,6 +227,9 @@ def cells_of(res: dict) -> dict:
         else:
             ok = e["passed"] and "rejected" not in e["path"]
             acc = f"acc {e['accuracy']:.3f}" if e["accuracy"] is not None else f"agree {e['top1_agreement']:.3f}"
+            winner = res["stages"].get("int8_search" if fmt == "onnx" else "tflite_int8_search", {}).get("shipped")
+            if cell.endswith("int8") and winner:  # which candidate passed: the next person's first question
+                acc += f" ({winner})"
             out[cell] = {"passed": ok, "summary": acc if ok else e["verdict"]}
     return out
 
