@@ -120,3 +120,13 @@ def test_the_report_sets_apart_the_fp32_artifacts_that_passed_only_within_the_sp
     assert any(ln.startswith("- onnx_fp32: within budget; onnxruntime: max abs diff") for ln in lines)
     assert not any("tflite_fp32" in ln for ln in lines)
     assert spread_section({"artifacts": [exact]}) == []
+
+
+def test_a_model_that_cannot_run_one_sample_at_a_time_keeps_the_plain_tolerance(fp32_onnx):
+    def batched_only(x):
+        if len(x) == 1:
+            raise RuntimeError("expected more than 1 value per channel when training")
+        return linear(x)
+
+    entry = _verified(fp32_onnx, batched_only)
+    assert not entry["passed"] and "fp32 must match" in entry["verdict"]
