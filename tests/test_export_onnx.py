@@ -121,3 +121,36 @@ def test_a_calibration_cache_skips_the_calibration_pass_and_gives_the_same_model
     assert calls == [1]  # other operator types: onnxruntime calibrates other tensors
     quantize_onnx(fp32.path, tmp_path / "d.onnx", calib[:32], calibration_cache=cache)
     assert calls == [1, 1] and len(list(cache.glob("*.json"))) == 3  # other samples: calibrated again
+
+
+class _Attention(torch.nn.Module):
+    """Two products of activations (scores, scores x values) beside two products with weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.qk, self.out = torch.nn.Linear(8, 8), torch.nn.Linear(8, 3)
+
+    def forward(self, x):  # x: (N, 6, 8) tokens
+        q = self.qk(x)
+        scores = torch.softmax(q @ x.transpose(1, 2), -1)
+        return self.out((scores @ x).mean(1))
+
+
+def test_products_of_two_activations_can_stay_float_while_weighted_products_go_int8(tmp_path):
+    from edgekit.export.onnx import activation_products, quantize_onnx
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).normal(size=(32, 6, 8)).astype(np.float32)
+    fp32 = export_onnx_fp32(_Attention().eval(), x[:1], tmp_path / "a.onnx", metadata={})
+    assert len(activation_products(fp32.path)) == 2
+    for keep_float, want in ((True, 0), (False, 2)):
+        q = quantize_onnx(fp32.path, tmp_path / f"a_{keep_float}.onnx", x, op_types=["MatMul", "Gemm"],
+                          float_activation_products=keep_float).path
+        graph = onnx.load(str(q)).graph
+        made_by = {o: n.op_type for n in graph.node for o in n.output}
+        consts = {i.name for i in graph.initializer}
+        both_quantized = [n for n in graph.node if n.op_type == "MatMul"
+                          and all(made_by.get(i) == "DequantizeLinear" for i in n.input)
+                          and not any(made_by.get(i) == "DequantizeLinear" and
+                                      next(d for d in graph.node if i in d.output).input[0] in consts for i in n.input)]
+        assert len(both_quantized) == want, [n.name for n in both_quantized]

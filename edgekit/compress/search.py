@@ -386,8 +386,9 @@ def onnx_speed_remedies(attempt, fp32_path: Path, small: np.ndarray, tried: list
                     op_types=[o for o in FAST_IN_INT8 + SLOW_IN_INT8 if o not in keep_float], **calibration)
     attempt("ptq_slow_ops_float", "elementwise operators that are slower in int8 (" + ", ".join(slow_here)
             + ") left in float", small, op_types=list(FAST_IN_INT8), **calibration)
-    attempt("ptq_compute_ops_only", "only convolutions and matrix products in int8 (everything else float)", small,
-            op_types=list(COMPUTE_OPS), **calibration)
+    attempt("ptq_compute_ops_only", "only convolutions and matrix products with constant weights in int8 (products "
+            "of two activations, as in attention, and everything else float)", small,
+            **{**calibration, "op_types": list(COMPUTE_OPS), "float_activation_products": True})
 
 
 def _op_types(path: Path) -> set[str]:
