@@ -470,7 +470,8 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
     logs = ws.work / "logs" / f"{fmt}_{precision}.log"
     gate_d = {"budget": gate.budget, "baseline": gate.baseline_accuracy}
     ref = model_src.ref.as_dict() if model_src.kind == "torch" and model_src.ref is not None else None
-    tflite_onnx = str(_static_onnx_for_tflite(fp32_onnx, model_src, ws)) if ref is None else None
+    # The ONNX routes convert it for an ONNX source, and for a PyTorch model litert-torch cannot convert.
+    tflite_onnx = str(_static_onnx_for_tflite(fp32_onnx, model_src, ws))
     try:
         if fmt == "onnx" and precision == "fp32":
             return {"path": str(onnx_fp32(fp32_onnx, path, meta).path)}
@@ -493,12 +494,15 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
                                                     "notes": job.get("notes")}}} if job.get("route") else {}
             return {"path": job["path"], "stages": stage}
         fp32_tflite = ws.out / "model_fp32.tflite"
+        fp32_record = ws.done("target_tflite_fp32") or {}
+        litert_torch = None if ref is None or not fp32_tflite.is_file() else \
+            not (fp32_record.get("stages") or {}).get("onnx_to_tflite", {}).get("fp32", {}).get("route")
         job = isolate.call("edgekit.compress.target_jobs:tflite_int8",
                            {"ref": ref, "onnx": tflite_onnx, "data": str(data),
                             "work": str(ws.work / "tflite_candidates"), "gate": gate_d, "metadata": meta,
                             "fp32_tflite": str(fp32_tflite) if fp32_tflite.is_file() else None,
                             "mirror_axis": calib.mirror_axis, "threads": opts.threads[0], "fp32_onnx": str(fp32_onnx),
-                            "order": str(ws.work / "candidates" / search.ORDER),
+                            "order": str(ws.work / "candidates" / search.ORDER), "litert_torch": litert_torch,
                             "deadline": time.monotonic() + seconds}, what="TFLite int8 search",
                            timeout=clock.kill_after(seconds), log=logs).result
         rec = ship(job["candidates"], path, ws.out, opts.budget, "tflite", job.get("noise_floor"),

@@ -104,14 +104,32 @@ def _floors(found, fp32: str | Path, fp32_onnx: str | Path | None, d: Data, gate
 
 
 def tflite_float(*, precision: str, ref: dict | None, onnx: str | None, data: str, out: str, metadata: dict) -> dict:
-    """fp32 or fp16 TFLite: litert-torch on the PyTorch model, or the ONNX → TFLite routes for an ONNX file."""
+    """fp32 or fp16 TFLite: litert-torch on the PyTorch model, or the ONNX → TFLite routes for an ONNX file —
+    and for a PyTorch model litert-torch cannot convert (``onnx``: its float ONNX file), with a note saying so."""
     d = Data(data)
     if ref is not None:
         from edgekit.export.tflite import export_tflite
 
-        export_tflite(_model(ref, None), d.calib[:1], out, precision=precision, metadata=metadata, calib=d.calib[:256])
-        return {"path": out, "route": None}
+        try:
+            export_tflite(_model(ref, None), d.calib[:1], out, precision=precision, metadata=metadata,
+                          calib=d.calib[:256])
+            return {"path": out, "route": None}
+        except Exception as exc:  # noqa: BLE001 - a converter's failure on one model; the ONNX routes may take it
+            if not onnx:
+                raise
+            why = litert_torch_failed(exc)
+            log(why)
+        made = fastest_route(onnx, out, precision=precision, calib=d.calib, metadata=metadata, x=d.x)
+        return {**made, "notes": [why, *(made.get("notes") or [])]}
     return fastest_route(onnx, out, precision=precision, calib=d.calib, metadata=metadata, x=d.x)
+
+
+def litert_torch_failed(exc: BaseException) -> str:
+    """What to say when litert-torch cannot convert the PyTorch model (seen: timm's mobilevitv2_050, whose
+    linear attention's broadcasting multiply its converter passes refuse) and its ONNX file is converted instead."""
+    from edgekit.errors import describe
+
+    return f"litert-torch could not convert the PyTorch model ({describe(exc)}): converted from its ONNX file instead"
 
 
 def fastest_route(onnx: str, out: str, *, precision: str, calib: np.ndarray, metadata: dict, x: np.ndarray) -> dict:
@@ -163,10 +181,13 @@ def fastest_route(onnx: str, out: str, *, precision: str, calib: np.ndarray, met
 
 def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gate: dict, metadata: dict,
                 fp32_tflite: str | None, mirror_axis: int | None, threads: int, deadline: float,
-                speed_remedies: bool = True, fp32_onnx: str | None = None, order: str | None = None) -> dict:
+                speed_remedies: bool = True, fp32_onnx: str | None = None, order: str | None = None,
+                litert_torch: bool | None = None) -> dict:
     """The TFLite int8 search (:func:`edgekit.compress.tflite_search.tflite_int8`), every candidate timed against fp32.
     ``fp32_onnx``: the same model in ONNX, for the weight floor when nothing passes (default: ``onnx``).
-    ``order``: the ONNX search's :data:`edgekit.compress.search.ORDER` file, when it wrote one."""
+    ``order``: the ONNX search's :data:`edgekit.compress.search.ORDER` file, when it wrote one.
+    ``litert_torch``: False when litert-torch could not convert the PyTorch model ``ref`` to fp32 TFLite (the fp32
+    file then came from ``onnx``): its PT2E candidates are not tried, ai-edge-quantizer's are."""
     from edgekit.compress import search, tflite_search
 
     d = Data(data)
@@ -179,6 +200,17 @@ def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gat
         note = f"onnx2torch could not rebuild the model in PyTorch ({describe(exc)}); ai-edge-quantizer only"
         log(note)
     fp32 = Path(fp32_tflite) if fp32_tflite and Path(fp32_tflite).is_file() else None
+    if ref is not None and onnx and model is not None and fp32 is None and litert_torch is not False:
+        made = Path(work) / "fp32.tflite"
+        if _converts(model, made, d, metadata):
+            fp32 = made
+        else:
+            litert_torch = False
+    if ref is not None and onnx and model is not None and litert_torch is False:
+        # every PT2E candidate would fail as the fp32 conversion did
+        model, note = None, ("litert-torch could not convert the PyTorch model: ai-edge-quantizer's candidates on "
+                             "the TFLite file converted from its ONNX file only")
+        log(note)
     if fp32 is None and model is None and onnx:
         from edgekit.export.onnx_tflite import onnx_to_tflite
 
@@ -194,6 +226,19 @@ def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gat
     floors_work = str(Path(order).parent) if order else work  # where the ONNX search kept its weight floor
     return {"candidates": [c.as_dict() for c in found], "note": note,
             **_floors(found, baseline, fp32_onnx or onnx, d, gate, floors_work)}
+
+
+def _converts(model, out: Path, d: Data, metadata: dict) -> bool:
+    """Whether litert-torch converts ``model`` to fp32 TFLite (written to ``out``, which the search then uses)."""
+    from edgekit.export.tflite import export_tflite
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        export_tflite(model, d.calib[:1], out, precision="fp32", metadata=metadata)
+        return True
+    except Exception as exc:  # noqa: BLE001 - a converter's failure on one model
+        log(litert_torch_failed(exc))
+        return False
 
 
 def _order(path: str | None) -> bool | None:
