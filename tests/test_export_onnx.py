@@ -96,6 +96,31 @@ def test_when_symbolic_shape_inference_gives_up_onnx_shape_inference_takes_over_
     assert list(user.iterdir()) == []
 
 
+def test_a_bare_error_inside_symbolic_shape_inference_also_hands_over_to_onnx_shape_inference(trained, tmp_path,
+                                                                                               monkeypatch):
+    from onnxruntime.tools import symbolic_shape_infer as ssi
+
+    # On timm's edgenext_xx_small its Expand handler raises a bare TypeError from its own code; compiled under the
+    # module's file name, this stand-in raises from there too.
+    code = compile("def infer_shapes(model, *args, **kwargs):\n    return len(None)\n", ssi.__file__, "exec")
+    ns: dict = {}
+    exec(code, ns)  # noqa: S102
+    monkeypatch.setattr(ssi.SymbolicShapeInference, "infer_shapes", staticmethod(ns["infer_shapes"]))
+    assert pre_process(trained[2].path, tmp_path / "pre.onnx") == "onnx"
+    onnx.checker.check_model(str(tmp_path / "pre.onnx"))
+
+
+def test_an_error_outside_shape_inference_is_not_hidden(trained, tmp_path, monkeypatch):
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    def broken(model, *args, **kwargs):
+        return len(None)
+
+    monkeypatch.setattr(SymbolicShapeInference, "infer_shapes", staticmethod(broken))
+    with pytest.raises(TypeError):
+        pre_process(trained[2].path, tmp_path / "pre.onnx")
+
+
 def test_a_calibration_cache_skips_the_calibration_pass_and_gives_the_same_model(trained, tmp_path, monkeypatch):
     """Candidates of a search that differ only in what the activation ranges do not depend on (weights, bit
     widths, layers left in float) share one calibration; different samples or another method do not."""

@@ -197,10 +197,24 @@ def pre_process(src: str | Path, dst: str | Path) -> str:
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
             return "symbolic"
         except Exception as exc:
-            if "symbolic shape inference" not in str(exc).lower():
+            if not _from_symbolic_shape_inference(exc):
                 raise
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
     return "onnx"
+
+
+def _from_symbolic_shape_inference(exc: BaseException) -> bool:
+    """Whether onnxruntime's symbolic shape inference raised ``exc``: by its message, or from its own code (on
+    timm's edgenext_xx_small its Expand handler hits a shape it cannot compute and raises a bare TypeError, which
+    stopped every int8 candidate)."""
+    if "symbolic shape inference" in str(exc).lower():
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if "symbolic_shape_infer" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def quantize_onnx(fp32_path: str | Path, path: str | Path, calib: np.ndarray, *, metadata: dict | None = None,
