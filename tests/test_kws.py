@@ -185,11 +185,30 @@ def virtual_mic(tmp_path):
         subprocess.run(["pulseaudio", "--kill"], env=env, timeout=30)
 
 
+def heard_at_every_phase(bundle, audio: np.ndarray, folder: Path, phases: int = 8) -> list[list[str]]:
+    """The keywords the WAV path hears when the words start at ``phases`` evenly spaced offsets within one hop.
+
+    A live stream starts at an arbitrary moment, so its 1 s windows fall at an arbitrary phase against the words; a
+    word whose smoothed posterior only just crosses the threshold may be heard at one phase and not another. These
+    lists are what the live path may legitimately hear."""
+    from edgekit.device.audio import write_wav
+    from edgekit.device.demos.mic import KeywordSpotter, spot_wav
+
+    hop = KeywordSpotter(bundle).hop
+    out = []
+    for k in range(phases):
+        wav = write_wav(folder / f"phase{k}.wav", np.concatenate([np.zeros(k * hop // phases, np.float32), audio]))
+        out.append([d.keyword for d in spot_wav(bundle, wav)[0]])
+    return out
+
+
 @pytest.mark.slow
-def test_live_input_through_a_virtual_microphone_matches_the_wav_path(kws_bundle, virtual_mic, tmp_path):
+def test_live_input_through_a_virtual_microphone_hears_what_the_wav_path_hears(kws_bundle, virtual_mic, tmp_path):
+    """Every keyword the WAV path hears at every window phase is heard live, and nothing it hears at no phase."""
     import subprocess
     import sys
     import time
+    from collections import Counter
 
     from edgekit.data import keywords
     from edgekit.device.audio import write_wav
@@ -198,18 +217,22 @@ def test_live_input_through_a_virtual_microphone_matches_the_wav_path(kws_bundle
     audio, _ = keywords.utterance_stream(["yes", "stop", "go", "left"], keywords.voices(keywords.Config())["test"][0],
                                          seed=4)
     wav = write_wav(tmp_path / "live.wav", audio)
-    offline = edgekit("demo", "mic", str(kws_bundle), "--wav", str(wav), "--json")
+    counts = [Counter(words) for words in heard_at_every_phase(kws_bundle, audio, tmp_path)]
+    always = {w: min(c[w] for c in counts) for w in set().union(*counts)}
+    ever = {w: max(c[w] for c in counts) for w in always}
+    assert sum(always.values()) >= 2, counts  # the recording holds keywords heard at any phase: else this proves little
     seconds = len(audio) / 16000 + 4
     live = subprocess.Popen([sys.executable, "-m", "edgekit", "demo", "mic", str(kws_bundle), "--json",
                              "--seconds", f"{seconds:.1f}"], cwd=ROOT, env=virtual_mic, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     time.sleep(2)  # the stream is open before the words start
-    subprocess.run(["paplay", "--device=kws_sink", str(wav)], env=virtual_mic, check=True, timeout=120)
+    # a 1 s playback buffer: a player starved by a busy CPU would leave silence inside the words
+    subprocess.run(["paplay", "--device=kws_sink", "--latency-msec=1000", str(wav)], env=virtual_mic, check=True,
+                   timeout=120)
     out, err = live.communicate(timeout=120)
     assert live.returncode == 0, err[-2000:]
-    heard = [json.loads(x)["keyword"] for x in out.splitlines()]
-    assert heard == [json.loads(x)["keyword"] for x in offline.stdout.splitlines()], (heard, offline.stdout)
-    assert heard  # the recording holds keywords: an empty pair of lists would prove nothing
+    heard = Counter(json.loads(x)["keyword"] for x in out.splitlines())
+    assert all(always[w] <= heard[w] <= ever.get(w, 0) for w in set(heard) | set(always)), (heard, counts, err[-500:])
 
 
 def sox_variants(src: Path, folder: Path) -> dict[str, Path]:
