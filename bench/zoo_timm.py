@@ -171,12 +171,17 @@ def fit_head(name: str, model_file: Path, fit_npz: Path, weights: Path) -> dict:
                         m.reset_parameters()
                         m.running_var.fill_(1.0 - m.eps)
                 h = lin[0]
-        if isinstance(h, torch.nn.Linear) and tuple(h.weight.shape) == tuple(w.shape):
+        # a 1x1 convolution on the pooled features (DPN, DLA) is a Linear layer in another shape
+        if isinstance(h, torch.nn.Conv2d) and tuple(h.weight.shape) == (*w.shape, 1, 1) and h.groups == 1:
+            h.weight.data.copy_(w[:, :, None, None] / len(heads))
+            h.bias.data.copy_(b / len(heads))
+            fitted += 1
+        elif isinstance(h, torch.nn.Linear) and tuple(h.weight.shape) == tuple(w.shape):
             h.weight.data.copy_(w / len(heads))
             h.bias.data.copy_(b / len(heads))
             fitted += 1
     torch.save(model.state_dict(), weights)
-    return {"head": "fitted" if fitted == len(heads) else "random (the classifier is not a Linear)",
+    return {"head": "fitted" if fitted == len(heads) else "random (the classifier is neither a Linear nor a 1x1 convolution)",
             "fit_accuracy": float(best.score(z[:n_val], y[:n_val])), "C": best.C, "features": int(feats.shape[1]),
             "params": int(sum(p.numel() for p in model.parameters())),
             "noise_agreement": noise_agreement(model, x[:n_val][:300])}
