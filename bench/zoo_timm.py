@@ -172,12 +172,9 @@ def fit_head(name: str, model_file: Path, fit_npz: Path, weights: Path) -> dict:
                         m.running_var.fill_(1.0 - m.eps)
                 h = lin[0]
         # a 1x1 convolution on the pooled features (DPN, DLA) is a Linear layer in another shape
-        if isinstance(h, torch.nn.Conv2d) and tuple(h.weight.shape) == (*w.shape, 1, 1) and h.groups == 1:
-            h.weight.data.copy_(w[:, :, None, None] / len(heads))
-            h.bias.data.copy_(b / len(heads))
-            fitted += 1
-        elif isinstance(h, torch.nn.Linear) and tuple(h.weight.shape) == tuple(w.shape):
-            h.weight.data.copy_(w / len(heads))
+        kernel = w[:, :, None, None] if isinstance(h, torch.nn.Conv2d) and h.groups == 1 else w
+        if isinstance(h, torch.nn.Linear | torch.nn.Conv2d) and tuple(h.weight.shape) == tuple(kernel.shape):
+            h.weight.data.copy_(kernel / len(heads))
             h.bias.data.copy_(b / len(heads))
             fitted += 1
     torch.save(model.state_dict(), weights)
