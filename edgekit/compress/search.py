@@ -4,7 +4,9 @@ Plain post-training int8 (edgekit's default: QDQ, per-channel weights, U8S8, min
 first. When it misses the budget and the fp32 model with only its weights rounded loses most of what it loses
 (the weight floor), its weights are rounded by GPTQ next, on the same int8 grid (each layer's values chosen
 against its calibration inputs, :mod:`edgekit.export.gptq`); when that beats nearest rounding, every later
-candidate keeps it. Then the variants that keep the operators int8 slows down in float (faster, and where the
+candidate keeps it. The layer(s) writing the outputs left in float come next (one layer, no speed lost, often
+the most sensitive: :mod:`edgekit.compress.output_layers`); when that helps, every later candidate keeps them in
+float. Then the variants that keep the operators int8 slows down in float (faster, and where the
 activations lose most -- transformers -- more accurate too), GPTQ if not yet tried and nothing passed, then the
 calibration variants of the best candidate so far (full 8-bit weights where the CPU has int8 dot products,
 min-max ranges averaged over the samples, percentile calibration, S8S8). The operators-in-float variants are
@@ -167,10 +169,11 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
     small = calib[:DEFAULT_CALIB]
     tried = Journal(journal)
 
-    inherited: dict = {}  # what every later candidate keeps: GPTQ's rounding once it beat nearest
+    inherited: dict = {}  # what every later candidate keeps: GPTQ's rounding, the output layer in float, once it helped
 
     def attempt(name: str, remedy: str, samples: np.ndarray, source: Path = fp32_path, **options) -> Candidate:
-        options = {**inherited, **options}
+        kept = [*inherited.get("nodes_to_exclude", ()), *(options.get("nodes_to_exclude") or ())]
+        options = {**inherited, **options, **({"nodes_to_exclude": list(dict.fromkeys(kept))} if kept else {})}
         c = Candidate(name=name, remedy=remedy, options={**options, "calibration_samples": len(samples)},
                       path=str(work / f"{name}.onnx"), excluded=list(options.get("nodes_to_exclude") or []))
         if _late(deadline):
@@ -204,6 +207,8 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
         write_json(work / ORDER, {"weights_first": weights_first})
     if weights_first:
         gptq(default)
+    if not default.passed and default.path is not None and not _late(deadline):
+        output_layer_in_float(attempt, fp32_path, work, small, tried, inherited, log)
     # The operators in float right away where they may also be the accuracy remedy (vision transformers: -40
     # points with LayerNorm, Softmax and GELU in int8) or where plain int8 passed and only speed is left to win;
     # otherwise after a candidate passes (cspresnet50: three of them spent 49 s of a 145 s share at -11.6 points).
@@ -264,11 +269,14 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
                                    options={}, reason=f"sensitivity not measured: {describe(exc)}"))
             log(f"  layer sensitivity not measured: {tried[-1].reason}")
             return False
+        heads = inherited.get("nodes_to_exclude", [])
+        ranking = [(n, d) for n, d in ranking if n not in heads]  # already in float in every candidate
         for k in SENSITIVE_STEPS:
             if k > len(ranking):
                 break
             nodes = [n for n, _ in ranking[:k]]
-            c = attempt(f"ptq_float_{k}_layers", f"the {k} most sensitive layer(s) left in float: "
+            c = attempt(f"ptq_float_{k}_layers", f"the {k} most sensitive layer(s) left in float"
+                        + (" besides the output layer" if heads else "") + ": "
                         + ", ".join(n if len(n) <= 40 else f"{n[:18]}…{n[-18:]}" for n in nodes),
                         small, nodes_to_exclude=nodes, **_options_of(best))
             if c.passed:
@@ -389,6 +397,27 @@ def onnx_speed_remedies(attempt, fp32_path: Path, small: np.ndarray, tried: list
     attempt("ptq_compute_ops_only", "only convolutions and matrix products with constant weights in int8 (products "
             "of two activations, as in attention, and everything else float)", small,
             **{**calibration, "op_types": list(COMPUTE_OPS), "float_activation_products": True})
+
+
+def output_layer_in_float(attempt, fp32_path: Path, work: Path, small: np.ndarray, tried: list[Candidate],
+                          inherited: dict, log) -> None:
+    """The layer(s) writing the model's outputs left in float (:mod:`edgekit.compress.output_layers`), calibrated
+    as the best candidate so far; when that beats it, every later candidate keeps them in float too."""
+    from edgekit.compress.output_layers import onnx_output_layers_of
+
+    try:
+        heads = onnx_output_layers_of(fp32_path, work)
+    except Exception as exc:  # a remedy that cannot be located is skipped, not a failed search
+        log(f"  output layer not located: {describe(exc)}")
+        return
+    if not heads:
+        return
+    base = best_static([c for c in tried if c.path])
+    c = attempt("ptq_float_output_layer", "the layer(s) writing the outputs left in float: " + ", ".join(heads),
+                small, nodes_to_exclude=heads, **_options_of(base))
+    if c.path and score(c) > score(base):
+        inherited["nodes_to_exclude"] = heads
+        log(f"  {', '.join(heads)} stay in float in every later candidate")
 
 
 def _op_types(path: Path) -> set[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.compress.aeq import aeq_dynamic_int8, aeq_static_int8, tflite_sensitivity
+from edgekit.compress.output_layers import tflite_output_layers
 from edgekit.compress.search import (
     DEFAULT_CALIB,
     HURRY,
@@ -51,7 +52,8 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
     min-max activation ranges (on the PyTorch ``model``; skipped when it is None); with ``speed_remedies``, the
     variants that keep the operators int8 slows down in float (ai-edge-quantizer on the fp32 .tflite, see
     :func:`tflite_speed_remedies`); then ai-edge-quantizer's static int8 of the fp32 .tflite (min-max
-    calibration), with more calibration samples, then with the 1, 2, 4, 8 most sensitive operators left in
+    calibration), with the layer(s) writing the outputs left in float, with more calibration samples, then with
+    the 1, 2, 4, 8 most sensitive operators left in
     float — ranked by the signal-to-noise ratio each loses, measured by ai-edge-quantizer's own validation
     (float and int8 tensors compared on calibration inputs) — and last, the most expensive, quantization-aware
     training of ``model`` (skipped when it is None). ``deadline`` and ``journal`` as in :func:`onnx_int8`.
@@ -219,15 +221,30 @@ def tflite_speed_remedies(attempt, aeq, fp32_tflite: Path, small: np.ndarray, pa
 
 
 def _aeq_ladder(attempt, aeq, fp32_tflite: Path, calib: np.ndarray, small: np.ndarray, log) -> bool:
-    """ai-edge-quantizer's remedies on the fp32 .tflite: min-max int8, more samples, sensitive operators left
-    in float. True as soon as one passes."""
-    if attempt("tflite_aeq_minmax", "ai-edge-quantizer static int8 (min-max calibration)", small, aeq).passed:
+    """ai-edge-quantizer's remedies on the fp32 .tflite: min-max int8, the output layer in float (kept in float
+    from then on when it helped), more samples, sensitive operators left in float. True as soon as one passes."""
+    minmax = attempt("tflite_aeq_minmax", "ai-edge-quantizer static int8 (min-max calibration)", small, aeq)
+    if minmax.passed:
         return True
+    heads: list[str] = []  # the output layer(s), kept in float by every later candidate once that helped
+    try:
+        found = tflite_output_layers(fp32_tflite)
+    except Exception as exc:  # a remedy that cannot be located is skipped
+        log(f"  TFLite output layer not located: {describe(exc)}")
+        found = []
+    if found:
+        c = attempt("tflite_float_output_layer", "the layer(s) writing the outputs left in float: "
+                    + ", ".join(found), small, aeq, float_ops=found)
+        if c.passed:
+            return True
+        if c.path and score(c) > score(minmax):
+            heads = found
+            log(f"  {', '.join(found)} stay in float in every later candidate")
     used = small
     if len(calib) > len(small):
         used = calib[:MAX_CALIB]
         if attempt("tflite_aeq_more_calibration", f"{len(used)} calibration samples instead of {len(small)}", used,
-                   aeq).passed:
+                   aeq, float_ops=heads).passed:
             return True
     try:
         ranking = tflite_sensitivity(fp32_tflite, small[:32])
@@ -236,12 +253,14 @@ def _aeq_ladder(attempt, aeq, fp32_tflite: Path, calib: np.ndarray, small: np.nd
         return False
     log("  TFLite layer sensitivity (dB of SNR lost, worst first): "
         + ", ".join(f"{n[:40]} {d:.1f}" for n, d in ranking[:5]))
+    ranking = [(n, d) for n, d in ranking if n not in heads]
     for k in SENSITIVE_STEPS:
         if k > len(ranking):
             break
         names = [n for n, _ in ranking[:k]]
-        if attempt(f"tflite_float_{k}_layers", f"the {k} most sensitive operator(s) left in float: "
+        if attempt(f"tflite_float_{k}_layers", f"the {k} most sensitive operator(s) left in float"
+                   + (" besides the output layer" if heads else "") + ": "
                    + ", ".join(n if len(n) <= 40 else f"{n[:18]}…{n[-18:]}" for n in names), used, aeq,
-                   float_ops=names).passed:
+                   float_ops=[*heads, *names]).passed:
             return True
     return False
