@@ -78,11 +78,16 @@ def test_without_an_onnx_file_the_converters_failure_is_the_jobs(user_model, tmp
                                  metadata={})
 
 
+@pytest.mark.parametrize("source", ["pytorch", "onnx"])
 def test_the_int8_search_keeps_to_ai_edge_quantizer_when_litert_torch_refuses_the_model(user_model, tmp_path,
-                                                                                       monkeypatch):
+                                                                                       monkeypatch, source):
+    """The user's PyTorch model, or onnx2torch's rebuild of a user's ONNX file; no fp32 TFLite target was made
+    (int8 alone was asked for): the job converts the ONNX file itself, and the search goes on without PT2E."""
     import time
 
     ref, onnx_path, data = user_model
+    if source == "onnx":
+        ref = None
     _litert_torch_refuses(monkeypatch)
     found = target_jobs.tflite_int8(ref=ref, onnx=onnx_path, data=data, work=str(tmp_path / "tfl"),
                                     gate={"budget": 0.01, "baseline": None}, metadata={"labels": list("abcd")},

@@ -117,19 +117,13 @@ def tflite_float(*, precision: str, ref: dict | None, onnx: str | None, data: st
         except Exception as exc:  # noqa: BLE001 - a converter's failure on one model; the ONNX routes may take it
             if not onnx:
                 raise
+            from edgekit.compress.tflite_search import litert_torch_failed
+
             why = litert_torch_failed(exc)
             log(why)
         made = fastest_route(onnx, out, precision=precision, calib=d.calib, metadata=metadata, x=d.x)
         return {**made, "notes": [why, *(made.get("notes") or [])]}
     return fastest_route(onnx, out, precision=precision, calib=d.calib, metadata=metadata, x=d.x)
-
-
-def litert_torch_failed(exc: BaseException) -> str:
-    """What to say when litert-torch cannot convert the PyTorch model (seen: timm's mobilevitv2_050, whose
-    linear attention's broadcasting multiply its converter passes refuse) and its ONNX file is converted instead."""
-    from edgekit.errors import describe
-
-    return f"litert-torch could not convert the PyTorch model ({describe(exc)}): converted from its ONNX file instead"
 
 
 def fastest_route(onnx: str, out: str, *, precision: str, calib: np.ndarray, metadata: dict, x: np.ndarray) -> dict:
@@ -200,14 +194,14 @@ def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gat
         note = f"onnx2torch could not rebuild the model in PyTorch ({describe(exc)}); ai-edge-quantizer only"
         log(note)
     fp32 = Path(fp32_tflite) if fp32_tflite and Path(fp32_tflite).is_file() else None
-    if ref is not None and onnx and model is not None and fp32 is None and litert_torch is not False:
+    if model is not None and fp32 is None and litert_torch is not False:
         made = Path(work) / "fp32.tflite"
-        if _converts(model, made, d, metadata):
+        if tflite_search.float_tflite(model, made, d.calib[:1], metadata, log):
             fp32 = made
         else:
             litert_torch = False
-    if ref is not None and onnx and model is not None and litert_torch is False:
-        # every PT2E candidate would fail as the fp32 conversion did
+    if onnx and model is not None and litert_torch is False:
+        # every PT2E candidate would fail as the fp32 conversion did (the user's model, or onnx2torch's rebuild)
         model, note = None, ("litert-torch could not convert the PyTorch model: ai-edge-quantizer's candidates on "
                              "the TFLite file converted from its ONNX file only")
         log(note)
@@ -226,19 +220,6 @@ def tflite_int8(*, ref: dict | None, onnx: str | None, data: str, work: str, gat
     floors_work = str(Path(order).parent) if order else work  # where the ONNX search kept its weight floor
     return {"candidates": [c.as_dict() for c in found], "note": note,
             **_floors(found, baseline, fp32_onnx or onnx, d, gate, floors_work)}
-
-
-def _converts(model, out: Path, d: Data, metadata: dict) -> bool:
-    """Whether litert-torch converts ``model`` to fp32 TFLite (written to ``out``, which the search then uses)."""
-    from edgekit.export.tflite import export_tflite
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        export_tflite(model, d.calib[:1], out, precision="fp32", metadata=metadata)
-        return True
-    except Exception as exc:  # noqa: BLE001 - a converter's failure on one model
-        log(litert_torch_failed(exc))
-        return False
 
 
 def _order(path: str | None) -> bool | None:

@@ -130,8 +130,8 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
     if fp32_tflite is not None and not Path(fp32_tflite).is_file():
         fp32_tflite = None  # the fp32 export failed or was not asked for: make one from the model when there is one
     if fp32_tflite is None and model is not None and not _late(deadline):
-        fp32_tflite = work / "fp32.tflite"
-        export_tflite(model, small[:1], fp32_tflite, precision="fp32", metadata=metadata)
+        made = work / "fp32.tflite"
+        fp32_tflite = made if float_tflite(model, made, small[:1], metadata, log) else None
     pt2e_made = [c for c in tried if c.path and c.name.startswith("tflite_ptq")]
 
     def gptq_after() -> None:
@@ -176,6 +176,27 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
                 f"{mirrored} under int8 fake quantization, the original model as teacher", calib[:MAX_CALIB], pt2e,
                 qat_epochs=QAT_EPOCHS, qat_lr=QAT_LR, qat_mirror_axis=mirror_axis)
     return tried
+
+
+def float_tflite(model, out: Path, sample: np.ndarray, metadata: dict, log) -> bool:
+    """Whether litert-torch converts ``model`` to fp32 TFLite (written to ``out``: ai-edge-quantizer's candidates
+    start from it); when it cannot, the reason is logged (:func:`litert_torch_failed`) and the caller goes on
+    without it. The one place the searches make their own fp32 file (the compress job's TFLite int8 target too)."""
+    from edgekit.export.tflite import export_tflite
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        export_tflite(model, sample, out, precision="fp32", metadata=metadata)
+        return True
+    except Exception as exc:  # noqa: BLE001 - a converter's failure on one model
+        log(litert_torch_failed(exc))
+        return False
+
+
+def litert_torch_failed(exc: BaseException) -> str:
+    """What to say when litert-torch cannot convert the PyTorch model (seen: timm's mobilevitv2_050, whose
+    linear attention's broadcasting multiply its converter passes refuse) and its ONNX file is converted instead."""
+    return f"litert-torch could not convert the PyTorch model ({describe(exc)}): converted from its ONNX file instead"
 
 
 def fully_connected_heavy(fp32_tflite: Path) -> bool:
