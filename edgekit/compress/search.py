@@ -207,7 +207,7 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
         write_json(work / ORDER, {"weights_first": weights_first})
     if weights_first:
         gptq(default)
-    if not default.passed and default.path is not None and not _late(deadline):
+    if default.path is not None and not any(c.passed for c in tried) and not _late(deadline):
         output_layer_in_float(attempt, fp32_path, work, small, tried, inherited, log)
     # The operators in float right away where they may also be the accuracy remedy (vision transformers: -40
     # points with LayerNorm, Softmax and GELU in int8) or where plain int8 passed and only speed is left to win;
