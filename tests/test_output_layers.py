@@ -157,3 +157,30 @@ def test_tflite_ladder_leaves_the_output_layer_in_float_after_min_max_int8_and_k
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     fc = next(op for op in it._get_ops_details() if tensors[int(op["outputs"][0])]["name"] == heads[0])  # noqa: SLF001
     assert tensors[int(fc["inputs"][1])]["dtype"] == np.float32
+
+
+def test_tflite_pt2e_leaves_the_output_layer_in_float_after_plain_int8_and_later_pt2e_candidates_keep_it(
+        tmp_path, monkeypatch):
+    """litert-torch's quantizer takes no "float" setting for a module; the search drops the output layer's PT2E
+    annotations instead, and the file's layer really is float."""
+    pytest.importorskip("litert_torch")
+    from ai_edge_litert.interpreter import Interpreter
+
+    model, calib, x, reference = outlier_data()
+    monkeypatch.setattr(tflite_search, "_aeq_ladder", lambda *a, **k: True)  # stands in for the rest: it passes
+    tried = tflite_search.tflite_int8(model, tmp_path / "w", calib=calib, x=x, y=None, reference=reference,
+                                      gate=search.Gate(-1.0, None), metadata={}, log=lambda m: None,
+                                      speed_remedies=False, weights_first=False)
+    names = [c.name for c in tried]
+    assert names[:2] == ["tflite_ptq_per_channel", "tflite_ptq_float_output_layer"], names
+    plain, head = tried[0], tried[1]
+    assert head.options["float_output_layers"] is True
+    assert head.top1_agreement > plain.top1_agreement, (plain, head)
+    later = [c for c in tried[2:] if c.name.startswith("tflite_ptq")]
+    assert later and all(c.options.get("float_output_layers") for c in later), names
+    it = Interpreter(model_path=head.path)
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    fc = next(op for op in it._get_ops_details() if op["op_name"] == "FULLY_CONNECTED")  # noqa: SLF001
+    assert tensors[int(fc["inputs"][1])]["dtype"] == np.float32
+    conv = next(op for op in it._get_ops_details() if op["op_name"] == "CONV_2D")  # noqa: SLF001
+    assert tensors[int(conv["inputs"][1])]["dtype"] == np.int8  # the rest stays int8

@@ -48,7 +48,8 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
     activations' remedies, None measures the model's own weight floor after the plain candidate.
 
     Remedies in order: litert-torch's PT2E quantizer per channel (edgekit's default), then, when it misses the
-    budget, the same with its weights rounded by GPTQ (:mod:`edgekit.export.gptq`), per tensor, and with
+    budget, the same with the layer(s) writing the outputs left in float (kept in float by the later PT2E
+    candidates when that helped), with its weights rounded by GPTQ (:mod:`edgekit.export.gptq`), per tensor, and with
     min-max activation ranges (on the PyTorch ``model``; skipped when it is None); with ``speed_remedies``, the
     variants that keep the operators int8 slows down in float (ai-edge-quantizer on the fp32 .tflite, see
     :func:`tflite_speed_remedies`); then ai-edge-quantizer's static int8 of the fp32 .tflite (min-max
@@ -64,7 +65,7 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
     small = calib[:DEFAULT_CALIB]
     tried = Journal(journal)
 
-    inherited: dict = {}  # PT2E candidates after GPTQ keep its rounding once it beat nearest
+    inherited: dict = {}  # later PT2E candidates keep GPTQ's rounding, the output layer in float, once it helped
 
     def attempt(name: str, remedy: str, samples: np.ndarray, make, **options) -> Candidate:
         if make is pt2e and "qat_epochs" not in options:
@@ -127,6 +128,18 @@ def tflite_int8(model, work: Path, *, calib: np.ndarray, x: np.ndarray, y: np.nd
                 _weights_first(default, lambda: torch_weight_floor(model, x, y, reference, gate), gate, log)
             if weights_first:
                 gptq(default)
+    made_pt2e = [c for c in tried if c.path]
+    if model is not None and made_pt2e and not any(c.passed for c in tried) and not _late(deadline):
+        # The output layer in float, as the ONNX search tries it (litert-torch's quantizer leaves its annotations
+        # out); every later PT2E candidate keeps it when it helped.
+        base = max(made_pt2e, key=score)
+        c = attempt("tflite_ptq_float_output_layer", "the layer(s) writing the outputs left in float (PT2E)", small,
+                    pt2e, **{k: v for k, v in _options_of(base).items()
+                             if k in ("per_channel", "activation_observer", "weight_rounding")},
+                    float_output_layers=True)
+        if c.path and score(c) > score(base):
+            inherited["float_output_layers"] = True
+            log("  the output layer stays in float in every later PT2E candidate")
     if fp32_tflite is not None and not Path(fp32_tflite).is_file():
         fp32_tflite = None  # the fp32 export failed or was not asked for: make one from the model when there is one
     if fp32_tflite is None and model is not None and not _late(deadline):

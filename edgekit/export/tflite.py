@@ -57,7 +57,9 @@ def export_tflite(
         int8_options: int8 only: ``per_channel`` (default True; False: one scale per weight tensor),
             ``activation_observer`` ("histogram" or "minmax", see :func:`_int8_config`), ``qat_epochs`` (> 0:
             quantization-aware training on ``calib`` with the model as its own teacher, see
-            :func:`_quantization_aware_training`), ``qat_lr``, ``qat_seed`` and ``qat_mirror_axis``.
+            :func:`_quantization_aware_training`), ``qat_lr``, ``qat_seed`` and ``qat_mirror_axis``,
+            ``weight_rounding`` ("nearest" or "gptq") and ``float_output_layers`` (True: the layer(s) writing the
+            outputs stay float, see :func:`_float_output_quantizer`).
 
     Returns:
         ``Artifact(path, "tflite", precision)``.
@@ -148,7 +150,8 @@ def _fp16(model, example: np.ndarray, calib: np.ndarray | None) -> bytes:
 
 def _int8(model, example: np.ndarray, calib: np.ndarray, *, per_channel: bool = True,
           activation_observer: str = "histogram", qat_epochs: int = 0, qat_lr: float = 1e-5,
-          qat_seed: int = 0, qat_mirror_axis: int | None = None, weight_rounding: str = "nearest") -> bytes:
+          qat_seed: int = 0, qat_mirror_axis: int | None = None, weight_rounding: str = "nearest",
+          float_output_layers: bool = False) -> bytes:
     import litert_torch
     import torch
     from litert_torch.quantize import pt2e_quantizer
@@ -163,7 +166,8 @@ def _int8(model, example: np.ndarray, calib: np.ndarray, *, per_channel: bool = 
         graph = _quantization_aware_training(torch, graph, model, calib, quantizer, batch=batch, epochs=qat_epochs,
                                              lr=qat_lr, seed=qat_seed, mirror_axis=qat_mirror_axis)
     else:
-        quantizer = _mean_rescaling_quantizer(pt2e_quantizer.PT2EQuantizer)().set_global(
+        base = _mean_rescaling_quantizer(pt2e_quantizer.PT2EQuantizer)
+        quantizer = (_float_output_quantizer(base) if float_output_layers else base)().set_global(
             _int8_config(per_channel, activation_observer))
         graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
         _observe(torch, graph, torch.from_numpy(np.ascontiguousarray(calib)), batch)
@@ -312,6 +316,56 @@ def _mean_rescaling_quantizer(base):
             return model
 
     return MeanRescalingQuantizer
+
+
+# What may lie between the layer that writes an output and the output for it to count as the output layer
+# (:mod:`edgekit.compress.output_layers` on the exported PyTorch graph), and what that layer may be.
+_PASS_TO_OUTPUT = ("view", "reshape", "_unsafe_view", "flatten", "squeeze", "unsqueeze", "permute", "transpose",
+                   "softmax", "_softmax", "log_softmax", "_log_softmax", "relu", "sigmoid", "tanh", "hardtanh", "clone",
+                   "contiguous", "dropout", "_to_copy", "alias")
+_OUTPUT_LAYER = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "addmm")
+
+
+def _float_output_quantizer(base):
+    """litert-torch's PT2E quantizer, except that the layer(s) writing the model's outputs stay float (their
+    annotations, and those of the reshapes and activations after them, are dropped), as the ONNX search's
+    ``nodes_to_exclude`` does. litert-torch's own ``set_module_name`` takes no "float" setting."""
+
+    class FloatOutputQuantizer(base):
+        def annotate(self, model):
+            model = super().annotate(model)
+            for node in _output_layer_paths(model.graph):
+                node.meta.pop("quantization_annotation", None)
+            return model
+
+    return FloatOutputQuantizer
+
+
+def _aten_name(node) -> str:
+    """``aten.linear.default`` -> ``linear``; '' for anything that is not a call of an aten operator."""
+    if node.op != "call_function":
+        return ""
+    parts = str(node.target).split(".")
+    return parts[1] if len(parts) >= 2 and parts[0] == "aten" else ""
+
+
+def _output_layer_paths(graph) -> list:
+    """The nodes from each output layer to the output it writes (that layer included); [] when an output is
+    written otherwise or more than :data:`edgekit.compress.output_layers.MAX_OUTPUT_LAYERS` layers write them."""
+    from edgekit.compress.output_layers import MAX_OUTPUT_LAYERS
+
+    out = next(n for n in graph.nodes if n.op == "output")
+    ends = out.args[0] if isinstance(out.args[0], list | tuple) else [out.args[0]]
+    paths, layers = [], 0
+    for end in ends:
+        path, node = [], end
+        while hasattr(node, "op") and _aten_name(node) in _PASS_TO_OUTPUT and node.args:
+            path.append(node)
+            node = node.args[0]
+        if hasattr(node, "op") and _aten_name(node) in _OUTPUT_LAYER:
+            paths += [*path, node]
+            layers += 1
+    return paths if layers <= MAX_OUTPUT_LAYERS else []
 
 
 def _export_for_calibration(torch, model, calib: np.ndarray):
