@@ -96,3 +96,19 @@ def test_the_int8_search_keeps_to_ai_edge_quantizer_when_litert_torch_refuses_th
     assert names and not any(n.startswith("tflite_ptq") or n == "tflite_qat" for n in names), names
     assert any(n.startswith("tflite_aeq") for n in names)
     assert "litert-torch could not convert" in found["note"]
+
+
+@pytest.mark.parametrize("ref, fp32_stage, took", [
+    ({"spec": "net.py:build"}, {}, True),  # litert-torch converted the user's model
+    ({"spec": "net.py:build"}, {"route": "onnx2tf", "routes": {"onnx2tf": {}}}, False),  # it had to go through ONNX
+    (None, {"route": "onnx2torch", "routes": {"onnx2torch": {}, "onnx2tf": {}}}, True),  # the rebuild converted
+    (None, {"route": "onnx2tf", "routes": {"onnx2tf": {}}, "notes": ["onnx2torch failed: ..."]}, False),
+    (None, {}, None),  # no record: the job finds out
+])
+def test_the_int8_search_knows_from_the_fp32_target_whether_pt2e_can_convert_the_model(ref, fp32_stage, took):
+    """PT2E candidates convert with litert-torch; how the fp32 TFLite target was made says whether it can, for
+    the user's model and for onnx2torch's rebuild of an ONNX file alike, so no PT2E candidate is spent failing."""
+    from edgekit.compress.job import litert_torch_took
+
+    record = {"stages": {"onnx_to_tflite": {"fp32": fp32_stage}}} if fp32_stage else {}
+    assert litert_torch_took(ref, record) is took

@@ -495,8 +495,7 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
             return {"path": job["path"], "stages": stage}
         fp32_tflite = ws.out / "model_fp32.tflite"
         fp32_record = ws.done("target_tflite_fp32") or {}
-        litert_torch = None if ref is None or not fp32_tflite.is_file() else \
-            not (fp32_record.get("stages") or {}).get("onnx_to_tflite", {}).get("fp32", {}).get("route")
+        litert_torch = litert_torch_took(ref, fp32_record) if fp32_tflite.is_file() else None
         job = isolate.call("edgekit.compress.target_jobs:tflite_int8",
                            {"ref": ref, "onnx": tflite_onnx, "data": str(data),
                             "work": str(ws.work / "tflite_candidates"), "gate": gate_d, "metadata": meta,
@@ -518,6 +517,18 @@ def _make_target(fmt, precision, path: Path, model_src, fp32_onnx: Path, src, me
         return stopped or {"skipped": f"{exc.what} {exc.kind}: {exc.detail}"}
     except (DataError, ConfigError) as exc:  # one target that cannot be made is reported, the others still are
         return {"skipped": str(exc)}
+
+
+def litert_torch_took(ref: dict | None, fp32_record: dict) -> bool | None:
+    """Whether litert-torch converted the model the TFLite int8 search quantizes with PT2E, read off how the fp32
+    TFLite target was made: the user's PyTorch model (``ref``) when no ONNX route was needed; for an ONNX source,
+    onnx2torch's rebuild when the onnx2torch route (rebuild, then litert-torch) converted it. False saves every
+    PT2E candidate a failure; None: not known (the job finds out)."""
+    made = (fp32_record.get("stages") or {}).get("onnx_to_tflite", {}).get("fp32") or {}
+    if ref is not None:
+        return not made.get("route")
+    routes = made.get("routes")
+    return None if not routes else "onnx2torch" in routes
 
 
 def _static_onnx_for_tflite(fp32_onnx: Path, model_src, ws: Workspace) -> Path:
