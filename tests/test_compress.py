@@ -616,3 +616,33 @@ def test_static_variants_build_on_the_best_static_candidate_even_when_dynamic_in
              made("ptq_dynamic", 0.595, activations="dynamic")]
     assert search.best_static(tried).name == "ptq_compute_ops_only"
     assert search.best_static(tried[2:]).name == "ptq_dynamic"  # nothing static made: the best there is
+
+
+def test_tflite_sensitivity_is_in_decibels_and_finds_the_layer_int8_cannot_carry(tmp_path):
+    """ai-edge-quantizer's validator gives SNR as a power ratio; ranked as if in dB (capped at 60), every layer
+    above a ratio of 60 tied at zero and only the output layer stood out. In dB, a middle convolution whose weights
+    have one outlier per output channel (the others fall to zero when rounded per channel), on an input channel
+    that is always zero (so the outlier adds nothing to the signal), comes first."""
+    pytest.importorskip("litert_torch")
+    from edgekit.export.tflite import export_tflite
+
+    assert aeq.snr_db(100.0) == pytest.approx(20.0) and aeq.snr_db(1.0) == pytest.approx(0.0)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 8, 1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 4 * 4, 4)).eval()
+    with torch.no_grad():
+        model[0].weight[0], model[0].bias[0] = 0.0, 0.0  # channel 0 is always zero ...
+        model[2].weight[:, 0, 0, 0] = 1000.0 * model[2].weight.abs().max()  # ... and sets every channel's scale
+    calib = np.random.default_rng(0).normal(size=(16, 3, 8, 8)).astype(np.float32)
+    fp32 = tmp_path / "m.tflite"
+    export_tflite(model, calib[:1], fp32, precision="fp32", metadata={})
+    ranked = aeq.tflite_sensitivity(fp32, calib)
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(fp32))
+    names = {t["index"]: t["name"] for t in it.get_tensor_details()}
+    convs = [names[int(op["outputs"][0])] for op in it._get_ops_details() if op["op_name"] == "CONV_2D"]  # noqa: SLF001
+    assert ranked[0][0] == convs[1], (ranked, convs)
+    assert ranked[0][1] > 3.0
+    assert all(d != 0.0 for _, d in ranked), ranked  # exactly 0 dB lost: both sides at the cap, i.e. not measured
