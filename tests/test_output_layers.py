@@ -184,4 +184,3 @@ def test_tflite_pt2e_leaves_the_output_layer_in_float_after_plain_int8_and_later
     assert tensors[int(fc["inputs"][1])]["dtype"] == np.float32
     conv = next(op for op in it._get_ops_details() if op["op_name"] == "CONV_2D")  # noqa: SLF001
     assert tensors[int(conv["inputs"][1])]["dtype"] == np.int8  # the rest stays int8
-
