@@ -622,7 +622,8 @@ def test_tflite_sensitivity_is_in_decibels_and_finds_the_layer_int8_cannot_carry
     """ai-edge-quantizer's validator gives SNR as a power ratio; ranked as if in dB (capped at 60), every layer
     above a ratio of 60 tied at zero and only the output layer stood out. In dB, a middle convolution whose weights
     have one outlier per output channel (the others fall to zero when rounded per channel), on an input channel
-    that is always zero (so the outlier adds nothing to the signal), comes first."""
+    that is always zero (so the outlier adds nothing to the signal), comes first; its zero bias (no signal, so
+    no SNR to speak of) is a constant, not an input whose noise the layer inherits."""
     pytest.importorskip("litert_torch")
     from edgekit.export.tflite import export_tflite
 
@@ -634,6 +635,7 @@ def test_tflite_sensitivity_is_in_decibels_and_finds_the_layer_int8_cannot_carry
     with torch.no_grad():
         model[0].weight[0], model[0].bias[0] = 0.0, 0.0  # channel 0 is always zero ...
         model[2].weight[:, 0, 0, 0] = 1000.0 * model[2].weight.abs().max()  # ... and sets every channel's scale
+        model[2].bias.zero_()  # as many initialisations leave it: its own SNR is nil, and it is not upstream
     calib = np.random.default_rng(0).normal(size=(16, 3, 8, 8)).astype(np.float32)
     fp32 = tmp_path / "m.tflite"
     export_tflite(model, calib[:1], fp32, precision="fp32", metadata={})

@@ -131,14 +131,18 @@ def tflite_sensitivity(fp32_tflite: Path, calib: np.ndarray) -> list[tuple[str, 
             snr[name] = snr_db(float(v))
     it = Interpreter(model_content=fb)
     names = {t["index"]: t["name"] for t in it.get_tensor_details()}
+    ops = it._get_ops_details()  # noqa: SLF001 — operators with their tensors
+    # Only computed inputs count upstream: a weight or bias tensor has an SNR of its own (a zero bias: none to
+    # speak of, -120 dB), which would make every layer after it look as if it gained 50 dB.
+    computed = {int(o) for op in ops for o in op["outputs"]} | {d["index"] for d in it.get_input_details()}
     ranked = []
-    for op in it._get_ops_details():  # noqa: SLF001 — operators with their tensors
+    for op in ops:
         if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL"):
             continue
         out = names.get(int(op["outputs"][0]))
         if out not in snr:
             continue
-        ins = [snr[names[int(i)]] for i in op["inputs"] if int(i) >= 0 and names.get(int(i)) in snr]
+        ins = [snr[names[int(i)]] for i in op["inputs"] if int(i) in computed and names.get(int(i)) in snr]
         upstream = min(ins) if ins else 60.0
         ranked.append((out, min(upstream, 60.0) - min(snr[out], 60.0)))
     ranked.sort(key=lambda t: -t[1])
