@@ -128,6 +128,10 @@ def test_when_the_output_layer_in_float_does_not_help_later_candidates_quantize_
                              gate=search.Gate(-1.0, None), metadata={}, log=lambda m: None, speed_remedies=False)
     i = [c.name for c in tried].index("ptq_float_output_layer")
     assert i <= 2 and all(not c.excluded for c in tried[i + 1:] if c.path and "float" not in c.name)
+    # measured alone in float without gain: "the most sensitive layers in float" do not repeat it
+    heads = output_layers.onnx_output_layers_of(tmp_path / "m.onnx", tmp_path / "w")
+    one = next(c for c in tried if c.name == "ptq_float_1_layers")
+    assert one.excluded and heads[0] not in one.excluded, one
 
 
 def test_tflite_ladder_leaves_the_output_layer_in_float_after_min_max_int8_and_keeps_it_when_it_helped(tmp_path):

@@ -207,8 +207,9 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
         write_json(work / ORDER, {"weights_first": weights_first})
     if weights_first:
         gptq(default)
+    output_tried: list[str] = []  # the output layer(s) already tried in float, kept or not
     if default.path is not None and not any(c.passed for c in tried) and not _late(deadline):
-        output_layer_in_float(attempt, fp32_path, work, small, tried, inherited, log)
+        output_tried = output_layer_in_float(attempt, fp32_path, work, small, tried, inherited, log)
     # The operators in float right away where they may also be the accuracy remedy (vision transformers: -40
     # points with LayerNorm, Softmax and GELU in int8) or where plain int8 passed and only speed is left to win;
     # otherwise after a candidate passes (cspresnet50: three of them spent 49 s of a 145 s share at -11.6 points).
@@ -270,7 +271,8 @@ def onnx_int8(fp32_path: Path, work: Path, *, calib: np.ndarray, x: np.ndarray, 
             log(f"  layer sensitivity not measured: {tried[-1].reason}")
             return False
         heads = inherited.get("nodes_to_exclude", [])
-        ranking = [(n, d) for n, d in ranking if n not in heads]  # already in float in every candidate
+        # in float in every candidate already, or measured alone in float without gain (a repeat would be the same)
+        ranking = [(n, d) for n, d in ranking if n not in heads and n not in output_tried]
         for k in SENSITIVE_STEPS:
             if k > len(ranking):
                 break
@@ -400,24 +402,26 @@ def onnx_speed_remedies(attempt, fp32_path: Path, small: np.ndarray, tried: list
 
 
 def output_layer_in_float(attempt, fp32_path: Path, work: Path, small: np.ndarray, tried: list[Candidate],
-                          inherited: dict, log) -> None:
+                          inherited: dict, log) -> list[str]:
     """The layer(s) writing the model's outputs left in float (:mod:`edgekit.compress.output_layers`), calibrated
-    as the best candidate so far; when that beats it, every later candidate keeps them in float too."""
+    as the best candidate so far; when that beats it, every later candidate keeps them in float too. Returns the
+    layers tried ([] when none was)."""
     from edgekit.compress.output_layers import onnx_output_layers_of
 
     try:
         heads = onnx_output_layers_of(fp32_path, work)
     except Exception as exc:  # a remedy that cannot be located is skipped, not a failed search
         log(f"  output layer not located: {describe(exc)}")
-        return
+        return []
     if not heads:
-        return
+        return []
     base = best_static([c for c in tried if c.path])
     c = attempt("ptq_float_output_layer", "the layer(s) writing the outputs left in float: " + ", ".join(heads),
                 small, nodes_to_exclude=heads, **_options_of(base))
     if c.path and score(c) > score(base):
         inherited["nodes_to_exclude"] = heads
         log(f"  {', '.join(heads)} stay in float in every later candidate")
+    return heads if c.path else []
 
 
 def _op_types(path: Path) -> set[str]:

@@ -274,6 +274,8 @@ def _aeq_ladder(attempt, aeq, fp32_tflite: Path, calib: np.ndarray, small: np.nd
         if c.path and score(c) > score(minmax):
             heads = found
             log(f"  {', '.join(found)} stay in float in every later candidate")
+        elif not c.path:
+            found = []  # not measured: the ranking may still pick them
     used = small
     if len(calib) > len(small):
         used = calib[:MAX_CALIB]
@@ -287,7 +289,7 @@ def _aeq_ladder(attempt, aeq, fp32_tflite: Path, calib: np.ndarray, small: np.nd
         return False
     log("  TFLite layer sensitivity (dB of SNR lost, worst first): "
         + ", ".join(f"{n[:40]} {d:.1f}" for n, d in ranking[:5]))
-    ranking = [(n, d) for n, d in ranking if n not in heads]
+    ranking = [(n, d) for n, d in ranking if n not in found]  # kept in float already, or tried alone without gain
     for k in SENSITIVE_STEPS:
         if k > len(ranking):
             break
