@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from edgekit.compress import fp32_spread
-from edgekit.compress.job import _verify
 from edgekit.compress.samples import Samples
 from edgekit.compress.search import Gate
+from edgekit.compress.verify_artifacts import verify
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -89,7 +89,7 @@ def _verified(art, rerun):
     own = reference.copy()
     own[11] += 0.3  # the exported-from model said something else on one sample than the artifact computes
     ev = Samples(x, None, "eval.npz")
-    return _verify([art], ev, reference, own, Gate(0.01, None), pruned=False, rerun=rerun)[0]
+    return verify([art], ev, reference, own, Gate(0.01, None), pruned=False, rerun=rerun)[0]
 
 
 def test_verify_passes_an_fp32_artifact_within_the_models_own_spread_and_says_so(fp32_onnx):

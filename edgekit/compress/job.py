@@ -26,13 +26,13 @@ ships: it is kept under ``rejected/`` and the command exits 1.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgekit import isolate, rundir
-from edgekit.compress import diagnose, fp32_spread, samples, search, source
+from edgekit.compress import diagnose, samples, search, source, verify_artifacts
 from edgekit.compress.clock import TIME_LIMIT, Clock
 from edgekit.compress.onnx_files import (
     onnx_fp16,
@@ -45,7 +45,7 @@ from edgekit.compress.onnx_files import (
 from edgekit.compress.recommend import recommend, recommendation_lines
 from edgekit.compress.workspace import Workspace, fingerprint, open_workspace
 from edgekit.device.artifact import Artifact, model_metadata
-from edgekit.errors import CheckFailed, ConfigError, DataError, first_line
+from edgekit.errors import CheckFailed, ConfigError, DataError
 
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -177,8 +177,8 @@ def compress(opts: Options) -> Path:
 
     # 5. verify, time, diagnose, recommend
     own_reference = student_out if student_out is not None else reference
-    entries = _verify(artifacts, ev, reference, own_reference, gate, pruned=student_out is not None,
-                      rerun=_rerun(model_src))
+    entries = verify_artifacts.verify(artifacts, ev, reference, own_reference, gate,
+                                      pruned=student_out is not None, rerun=verify_artifacts.rerun_of(model_src))
     for e in entries:  # an int8 TFLite over budget is not shipped either
         if not e["passed"] and e["precision"] != "fp32":
             reject(Path(e["path"]), out)
@@ -298,48 +298,10 @@ def calibration_warnings(calib: np.ndarray, evaluation: np.ndarray) -> list[str]
     return out
 
 
-def _torch_outputs(model, x: np.ndarray) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():
-        return np.concatenate([model(torch.from_numpy(x[i:i + 64])).numpy() for i in range(0, len(x), 64)])
-
-
-def _spread(rerun, x: np.ndarray, own_reference: np.ndarray, got: np.ndarray) -> fp32_spread.Spread | None:
-    """The exported-from model's own fp32 spread on the samples ``got`` misses most; None when it cannot be
-    measured (no model to run again, or running it one sample at a time fails): the plain tolerance then holds."""
-    if rerun is None:
-        return None
-    try:
-        return fp32_spread.measure(rerun, x, own_reference, got)
-    except Exception as exc:  # noqa: BLE001 - a second look at a model that already ran; never the command's end
-        log(f"the model's own fp32 spread was not measured ({type(exc).__name__}: {first_line(exc)})")
-        return None
-
-
-def _rerun(model_src: source.Source):
-    """The model the artifacts were exported from, as inputs -> outputs (PyTorch, or onnxruntime for an ONNX
-    file), for measuring its own fp32 spread."""
-    if model_src.kind == "torch" and model_src.torch_model is not None:
-        return lambda x: _torch_outputs(model_src.torch_model, x)
-    if model_src.kind == "onnx":
-        from edgekit.device.runtime import open_session
-
-        sessions: list = []
-
-        def run(x: np.ndarray) -> np.ndarray:
-            if not sessions:
-                sessions.append(open_session(model_src.onnx_path, runtime="onnxruntime", threads=2))
-            return sessions[0].run(x)
-
-        return run
-    return None
-
-
 def _reference_outputs(src: source.Source, x: np.ndarray) -> np.ndarray:
     """The original model's outputs: PyTorch for a PyTorch model, onnxruntime for an ONNX file."""
     if src.kind == "torch":
-        out = _torch_outputs(src.torch_model, x)
+        out = verify_artifacts.torch_outputs(src.torch_model, x)
     else:
         from edgekit.device.runtime import open_session
 
@@ -432,7 +394,7 @@ def _prune(src, calib, ev, reference, gate, opts, ws: Workspace, clock: Clock, s
         return None
     ref = source.ModelRef(**{**src.ref.as_dict(), "pruned": str(state)})
     student = ref.load()
-    student_out = _torch_outputs(student, ev.x)
+    student_out = verify_artifacts.torch_outputs(student, ev.x)
     agree = float((student_out.argmax(1) == reference.argmax(1)).mean())
     acc = float((student_out.argmax(1) == ev.y).mean()) if ev.y is not None else None
     ok, reason = gate.check(acc, agree)
@@ -539,65 +501,6 @@ def _static_onnx_for_tflite(fp32_onnx: Path, model_src, ws: Workspace) -> Path:
     if not out.is_file():
         source.fix_onnx_dims(fp32_onnx, out, model_src.input_shape)
     return out
-
-
-def _verify(artifacts: list[Artifact], ev: samples.Samples, reference: np.ndarray, own_reference: np.ndarray,
-            gate: search.Gate, *, pruned: bool, rerun=None) -> list[dict]:
-    """Each artifact on every installed runtime, judged twice:
-
-    - fp32 elementwise against the model it was exported from (``own_reference``: the pruned student's outputs
-      when pruning was kept, else the original's), within 1e-3 of the output range (a foreign model's logits
-      can be large); one that misses it passes when it is within a few times the exported-from model's own
-      spread on the samples it misses most (``rerun``: that model, inputs -> outputs; see
-      :mod:`edgekit.compress.fp32_spread`), reported as such;
-    - every precision against the original (``reference``) by the task metric within the budget: accuracy
-      with labels, top-1 agreement without.
-    """
-    from edgekit.device.runtime import open_session, runtimes_for
-    from edgekit.device.verify import parity
-
-    tolerance = 1e-3 * max(1.0, float(np.abs(own_reference).max()))
-    entries = []
-    for art in artifacts:
-        runtimes = runtimes_for(art.path)
-        if not runtimes:
-            raise CheckFailed(f"{art.path}: no runtime installed for {art.format}")
-        per_runtime, problems, notes = {}, [], []
-        for rt in runtimes:
-            with open_session(art.path, runtime=rt, threads=2) as s:
-                got = s.run(ev.x)
-            own, orig = parity(own_reference, got, ev.y), parity(reference, got, ev.y)
-            per_runtime[rt] = {**asdict(orig), "max_abs_diff_vs_exported_from": own.max_abs_diff}
-            if art.precision == "fp32" and own.max_abs_diff > tolerance:
-                spread = _spread(rerun, ev.x, own_reference, got)
-                if spread is not None and spread.within:  # a net that amplifies float rounding, not an export error
-                    per_runtime[rt]["own_fp32_spread"] = spread.model_diff
-                    notes.append(spread.text(rt))
-                else:
-                    problems.append(f"{rt}: max abs diff {own.max_abs_diff:.2e} against the "
-                                    f"{'pruned model' if pruned else 'original'} it was exported from (fp32 must "
-                                    "match" + (f"; {spread.text(rt)}" if spread is not None else "") + ")")
-            ok, reason = gate.check(orig.accuracy, orig.top1_agreement)
-            if not ok:
-                problems.append(f"{rt}: {reason}")
-        first_rt = runtimes[0]
-        first = per_runtime[first_rt]
-        log(f"verified {art.name}: " + (f"accuracy {first['accuracy']:.4f}, " if first["accuracy"] is not None else "")
-            + f"agreement with the original {first['top1_agreement']:.4f}, max abs diff "
-            + f"{first['max_abs_diff_vs_exported_from']:.2e} against the {'pruned model' if pruned else 'original'}"
-            + (f" -> FAILED: {'; '.join(problems)}" if problems else " -> ok")
-            + (f" ({'; '.join(notes)})" if notes else ""))
-        entries.append({
-            "name": art.name, "role": art.role, "path": str(art.path), "format": art.format,
-            "precision": art.precision, "size_bytes": art.path.stat().st_size, "sha256": rundir.sha256(art.path),
-            "accuracy": first["accuracy"], "top1_agreement": first["top1_agreement"],
-            "max_abs_diff": first["max_abs_diff_vs_exported_from"], "mean_abs_diff": first["mean_abs_diff"],
-            "cosine": first["cosine"], "exported_from": "pruned student" if pruned else "original",
-            "parity": per_runtime, "passed": not problems,
-            "verdict": "; ".join(problems) or "; ".join(["within budget", *notes]),
-            "latency": {},
-        })
-    return entries
 
 
 def _bench(entries: list[dict], x: np.ndarray, opts: Options, clock: Clock) -> None:
