@@ -24,7 +24,7 @@ def log(msg: str) -> None:
 
 
 def verify(artifacts: list[Artifact], ev: samples.Samples, reference: np.ndarray, own_reference: np.ndarray,
-            gate: search.Gate, *, pruned: bool, rerun=None) -> list[dict]:
+           gate: search.Gate, *, pruned: bool, rerun=None) -> list[dict]:
     """Each artifact on every installed runtime, judged twice:
 
     - fp32 elementwise against the model it was exported from (``own_reference``: the pruned student's outputs
