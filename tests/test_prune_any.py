@@ -11,14 +11,16 @@ pytest.importorskip("torch_pruning")
 from torch import nn  # noqa: E402
 
 from edgekit.compress.prune import check_pruned, load_pruned, prune_any, save_pruned  # noqa: E402
+from edgekit.compress.prune_splits import split_sites  # noqa: E402
 
 
 class SplitBlock(nn.Module):
-    """Like a mixed-kernel convolution: the forward splits its input into sizes stored on the module."""
+    """Like a mixed-kernel convolution (timm's MixedConv2d): the forward splits its input into unequal parts,
+    with sizes stored on the module and read at every call."""
 
     def __init__(self, c: int):
         super().__init__()
-        self.splits = [c // 2, c - c // 2]
+        self.splits = [c * 3 // 8, c - c * 3 // 8]
         self.a = nn.Conv2d(self.splits[0], self.splits[0], 3, padding=1, groups=self.splits[0])
         self.b = nn.Conv2d(self.splits[1], self.splits[1], 5, padding=2, groups=self.splits[1])
 
@@ -27,12 +29,53 @@ class SplitBlock(nn.Module):
         return torch.cat([self.a(xa), self.b(xb)], 1)
 
 
+class HardCodedSplitBlock(SplitBlock):
+    """The same block with the split written into the forward: nothing on the module to update."""
+
+    def forward(self, x):
+        return torch.cat([self.a(x[:, :24]), self.b(x[:, 24:])], 1)
+
+
+class ComputedSplitBlock(SplitBlock):
+    """Splits by a size computed in the forward, beside an unrelated attribute of the same value."""
+
+    def __init__(self, c: int):
+        super().__init__(c)
+        self.total, self.out_chs = c, c // 2
+        self.a = nn.Conv2d(c // 2, c // 2, 3, padding=1, groups=c // 2)
+        self.b = nn.Conv2d(c // 2, c // 2, 5, padding=2, groups=c // 2)
+
+    def forward(self, x):
+        xa, xb = torch.split(x, self.total // 2, 1)
+        return torch.cat([self.a(xa), self.b(xb)], 1)
+
+
+class Res2Block(nn.Module):
+    """Like Res2Net's bottleneck: equal parts sized by an integer attribute, each part added to the previous
+    part's output before its convolution, the last part passed through, all concatenated."""
+
+    def __init__(self, width: int, scale: int = 4):
+        super().__init__()
+        self.width = width
+        self.conv1 = nn.Conv2d(width * scale, width * scale, 1)
+        self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(scale - 1))
+        self.conv3 = nn.Conv2d(width * scale, width * scale, 1)
+
+    def forward(self, x):
+        parts = torch.split(self.conv1(x), self.width, 1)
+        out, sp = [], None
+        for i, conv in enumerate(self.convs):
+            sp = conv(parts[i] if sp is None else sp + parts[i])
+            out.append(torch.relu(sp))
+        return self.conv3(torch.cat([*out, parts[-1]], 1)) + x
+
+
 class MixedNet(nn.Module):
-    def __init__(self):
+    def __init__(self, block=SplitBlock):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU())
         self.expand = nn.Conv2d(32, 64, 1)
-        self.mixed = SplitBlock(64)
+        self.mixed = block(64)
         self.body = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU())
         self.head = nn.Linear(64, 10)
 
@@ -101,15 +144,49 @@ def example():
     return torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 
 
-def test_a_layer_whose_forward_hard_codes_a_split_is_left_alone_and_the_rest_is_pruned():
+def test_a_split_sized_by_a_module_attribute_is_pruned_with_everything_else_and_the_attribute_follows():
     torch.manual_seed(0)
     model = MixedNet().eval()
     pruned, res, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
+    assert pruned is not None and attempts[0].passed, [a.detail for a in attempts]
+    assert res.strategy == "all layers" and res.left_alone == ()
+    assert res.macs_ratio <= 0.6 and check_pruned(pruned, example(), reference=model) == []
+    # each part keeps feeding its own convolution (unequal parts: mapped the wrong way round, shapes would clash)
+    assert pruned.mixed.splits == [pruned.mixed.a.in_channels, pruned.mixed.b.in_channels] != [24, 40]
+
+
+def test_equal_parts_sized_by_an_integer_attribute_are_pruned_through_the_adds_between_them():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), Res2Block(16), Res2Block(16), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(64, 10)).eval()
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
+    assert pruned is not None and attempts[0].passed, [a.detail for a in attempts]
+    assert res.macs_ratio <= 0.6 and check_pruned(pruned, example(), reference=model) == []
+    for block in (pruned[1], pruned[2]):
+        widths = [c.in_channels for c in block.convs]
+        assert sum(widths) < 48
+        assert (block.width == widths[0] if isinstance(block.width, int) else block.width[:3] == widths)
+
+
+def test_only_the_attribute_a_split_really_reads_is_recorded_for_rewriting():
+    for block, expected in ((SplitBlock(64), ["splits"]), (ComputedSplitBlock(64), []), (Res2Block(16), ["width"])):
+        x = torch.randn(1, 64, 8, 8, requires_grad=True)  # as in a traced model: the split's input has a grad_fn
+        with split_sites(block, x) as sites:
+            block(x)
+        assert [site.attr for site in sites] == expected, type(block).__name__
+    model = MixedNet(ComputedSplitBlock).eval()
+    pruned, _, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
+    assert pruned is not None and pruned.mixed.out_chs == 32, [a.detail for a in attempts]
+
+
+def test_a_split_written_into_the_forward_keeps_the_part_it_fixes_and_the_rest_is_pruned():
+    torch.manual_seed(0)
+    model = MixedNet(HardCodedSplitBlock).eval()
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
     assert pruned is not None, [a.detail for a in attempts]
     assert res.macs_ratio <= 0.6 and check_pruned(pruned, example(), reference=model) == []
-    assert not attempts[0].passed and "split" in attempts[0].detail  # the plain strategy broke it, and says how
-    assert any(name.startswith(("expand", "mixed")) for name in res.left_alone)
-    assert pruned.mixed.splits == [32, 32]  # the split layer kept its width
+    assert pruned.mixed.a.in_channels == 24  # x[:, :24] still reads 24 channels: that part kept its width
+    assert pruned.expand.out_channels < 64  # the layers around it were pruned
 
 
 def test_a_dependency_walk_that_never_ends_is_cut_short_in_bounded_time():

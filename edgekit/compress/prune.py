@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgekit.compress.prune_splits import refresh_split_offsets, sizes_from_autograd, split_sites, sync_splits
 from edgekit.errors import ConfigError, DataError, first_line, require
 
 GROUP_LIMIT = 64  # a dependency group larger than this many times the model's layer count is a runaway walk
@@ -193,16 +194,18 @@ def _prune_loop(tp, model, example, *, macs_ratio, round_to, importance, max_ste
            "random": tp.importance.RandomImportance()}[importance]
     # in/out_channel_groups are passed fresh: torch-pruning 1.6's defaults are shared dicts that it fills with
     # the layers of every model pruned before in the same process.
-    pruner = tp.pruner.MetaPruner(model, example, importance=imp, pruning_ratio=0.95, iterative_steps=max_steps,
-                                  round_to=round_to, ignored_layers=ignored, global_pruning=global_pruning,
-                                  num_heads=dict(num_heads), prune_num_heads=bool(num_heads), prune_head_dims=False,
-                                  head_pruning_ratio=0.9 if num_heads else 0.0, in_channel_groups={},
-                                  out_channel_groups={})
+    with split_sites(model, example) as splits:
+        pruner = tp.pruner.MetaPruner(model, example, importance=imp, pruning_ratio=0.95, iterative_steps=max_steps,
+                                      round_to=round_to, ignored_layers=ignored, global_pruning=global_pruning,
+                                      num_heads=dict(num_heads), prune_num_heads=bool(num_heads),
+                                      prune_head_dims=False, head_pruning_ratio=0.9 if num_heads else 0.0,
+                                      in_channel_groups={}, out_channel_groups={})
     macs, params = dense_macs, dense_params
     steps = 0
     while steps < max_steps:
         pruner.step()
         _update_heads(model, pruner)
+        sync_splits(splits, pruner.DG)
         steps += 1
         macs, params = count(model, example)
         if macs <= macs_ratio * dense_macs:
@@ -376,7 +379,7 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set
     computed (its indices run past a layer) skipped, its root's name added to the set this yields; a group that
     fails half-way through pruning raised as :class:`_RunawayGroup` (the caller starts again without it).
     """
-    from torch_pruning.dependency import graph, group, index_mapping
+    from torch_pruning.dependency import graph, group, index_mapping, shape_infer
     from torch_pruning.pruner.algorithms.base_pruner import BasePruner
 
     n_modules = sum(1 for _ in model.modules())
@@ -410,6 +413,10 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set
     graph.DependencyGraph.get_all_groups = get_all_groups
     original_concat = index_mapping.update_concat_index_mapping
     index_mapping.update_concat_index_mapping = _concat_mapping(original_concat)
+    original_split = index_mapping.update_split_index_mapping
+    index_mapping.update_split_index_mapping = refresh_split_offsets(original_split)
+    original_init = shape_infer.init_shape_information
+    shape_infer.init_shape_information = sizes_from_autograd(original_init)
     original_importance, original_prune = BasePruner.estimate_importance, group.Group.prune
 
     def estimate_importance(self, grp):
@@ -436,6 +443,8 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set
         group.Group.add_dep, graph.DependencyGraph.get_pruning_group = original_add, original_get
         graph.DependencyGraph.get_all_groups = original_all
         index_mapping.update_concat_index_mapping = original_concat
+        index_mapping.update_split_index_mapping = original_split
+        shape_infer.init_shape_information = original_init
         BasePruner.estimate_importance, group.Group.prune = original_importance, original_prune
 
 
@@ -500,7 +509,7 @@ def unprunable_roots(model: nn.Module, example: torch.Tensor, *, deadline: float
         frozen = {x for n in bad for x in work.get_submodule(n).modules()}
         kept = {x for m in keep for x in work.get_submodule(names_of(model, m)).modules()}
         try:
-            with _bounded_groups(work):
+            with _bounded_groups(work), split_sites(work, example) as splits:
                 dg = tp.DependencyGraph().build_dependency(work, example_inputs=example)
         except Exception as exc:
             raise ConfigError(f"torch-pruning cannot trace the model ({type(exc).__name__}: {first_line(exc)})") from None
@@ -518,12 +527,13 @@ def unprunable_roots(model: nn.Module, example: torch.Tensor, *, deadline: float
                 continue
             try:
                 with _bounded_groups(work):
-                    grp = dg.get_pruning_group(m, pruner.prune_out_channels, list(range(channels - 8, channels)))
+                    grp = dg.get_pruning_group(m, pruner.prune_out_channels, spread(channels, 8))
                     if any(d.target.module in frozen or d.target.module in kept
                            and dg.is_out_channel_pruning_fn(d.handler) for d, _ in grp):
                         tested.add(name)
                         continue
                     grp.prune()
+                    sync_splits(splits, dg)
                 problems = check_pruned(work, example, reference=model)
             except Exception as exc:
                 problems = [first_line(exc)]
@@ -537,6 +547,12 @@ def unprunable_roots(model: nn.Module, example: torch.Tensor, *, deadline: float
                     + ", ".join(bad[:6]) + (" ..." if len(bad) > 6 else ""))
             return bad
         bad.append(broke[0])
+
+
+def spread(channels: int, n: int) -> list[int]:
+    """``n`` channel indices spread evenly over ``channels``: a probe that takes only the last channels passes a
+    split hard-coded at the middle (CSP's ``x.split(self.expand_chs // 2)``), which the real pruning breaks."""
+    return sorted({(2 * i + 1) * channels // (2 * n) for i in range(n)})
 
 
 def names_of(model: nn.Module, module: nn.Module) -> str:
