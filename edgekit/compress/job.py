@@ -46,6 +46,7 @@ from edgekit.compress.recommend import recommend, recommendation_lines
 from edgekit.compress.workspace import Workspace, fingerprint, open_workspace
 from edgekit.device.artifact import Artifact, model_metadata
 from edgekit.errors import CheckFailed, ConfigError, DataError
+from edgekit.log import get
 
 FORMATS = ("onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -77,10 +78,7 @@ class Options:
     time_limit: float = TIME_LIMIT
 
 
-def log(msg: str) -> None:
-    from edgekit.log import get
-
-    get("compress").info(msg)
+log = get("compress").info  # printed as "[edgekit compress] ..." (edgekit.log)
 
 
 def compress(opts: Options) -> Path:

@@ -10,12 +10,9 @@ from edgekit import rundir
 from edgekit.compress import search
 from edgekit.device.artifact import Artifact
 from edgekit.errors import DataError, first_line
+from edgekit.log import get
 
-
-def log(msg: str) -> None:
-    from edgekit.log import get
-
-    get("compress").info(msg)
+log = get("compress").info  # printed as "[edgekit compress] ..." (edgekit.log)
 
 
 def opset_at_least(path: Path, opset: int, work: Path, stages: dict) -> Path:

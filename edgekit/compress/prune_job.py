@@ -15,6 +15,8 @@ from dataclasses import asdict
 
 import numpy as np
 
+from edgekit.log import get
+
 
 def run(*, ref: dict, data: str, macs_ratio: float, seconds: float, distill_seconds: float, out: str,
         mirror_axis: int | None = None, threads: int = 0) -> dict:
@@ -62,10 +64,7 @@ def run(*, ref: dict, data: str, macs_ratio: float, seconds: float, distill_seco
     return report
 
 
-def log(msg: str) -> None:
-    from edgekit.log import get
-
-    get("compress").info(msg)
+log = get("compress").info  # printed as "[edgekit compress] ..." (edgekit.log)
 
 
 PROBE_STEPS = 2  # distillation steps timed before deciding whether the share holds MIN_EPOCHS

@@ -18,11 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.log import get
 
-def log(msg: str) -> None:
-    from edgekit.log import get
-
-    get("compress").info(msg)
+log = get("compress").info  # printed as "[edgekit compress] ..." (edgekit.log)
 
 
 class Data:

@@ -15,12 +15,9 @@ from edgekit import rundir
 from edgekit.compress import fp32_spread, samples, search, source
 from edgekit.device.artifact import Artifact
 from edgekit.errors import CheckFailed, first_line
+from edgekit.log import get
 
-
-def log(msg: str) -> None:
-    from edgekit.log import get
-
-    get("compress").info(msg)
+log = get("compress").info  # printed as "[edgekit compress] ..." (edgekit.log)
 
 
 def verify(artifacts: list[Artifact], ev: samples.Samples, reference: np.ndarray, own_reference: np.ndarray,
