@@ -50,6 +50,21 @@ class ComputedSplitBlock(SplitBlock):
         return torch.cat([self.a(xa), self.b(xb)], 1)
 
 
+class ReshapeBlock(nn.Module):
+    """Reshapes by a channel count it keeps in an attribute, as selective-kernel and layer-scale blocks do:
+    pruning the channels around it breaks its forward, which torch-pruning cannot see."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.c = c
+        self.conv = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        y = self.conv(x)
+        return y * y.reshape(b, self.c, h * w).softmax(-1).reshape(b, self.c, h, w)
+
+
 class Res2Block(nn.Module):
     """Like Res2Net's bottleneck: equal parts sized by an integer attribute, each part added to the previous
     part's output before its convolution, the last part passed through, all concatenated."""
@@ -177,6 +192,16 @@ def test_only_the_attribute_a_split_really_reads_is_recorded_for_rewriting():
     model = MixedNet(ComputedSplitBlock).eval()
     pruned, _, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
     assert pruned is not None and pruned.mixed.out_chs == 32, [a.detail for a in attempts]
+
+
+def test_a_module_whose_forward_breaks_after_pruning_is_left_alone_whole_and_pruning_starts_again():
+    torch.manual_seed(0)
+    model = MixedNet(ReshapeBlock).eval()
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.7, log=lambda m: None)
+    assert pruned is not None and attempts[0].passed, [a.detail for a in attempts]
+    assert "mixed" in res.left_alone and res.macs_ratio <= 0.7
+    assert pruned.mixed.conv.in_channels == pruned.mixed.c == 64  # left as it was
+    assert check_pruned(pruned, example(), reference=model) == []
 
 
 def test_a_split_written_into_the_forward_keeps_the_part_it_fixes_and_the_rest_is_pruned():

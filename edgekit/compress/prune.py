@@ -106,6 +106,9 @@ def prune(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, round_t
                            max_steps=max_steps, global_pruning=global_pruning, dense=(dense_macs, dense_params),
                            left_alone=left_alone, heads=heads)
         problems = check_pruned(model, example, reference=backup)
+        culprit = failing_module(model, example) if problems else None
+        if culprit:
+            raise _RunawayGroup(culprit, f"the pruned model's forward fails in it: {problems[0]}")
         if problems:
             raise ConfigError(f"the pruned {type(model).__name__} is inconsistent: {'; '.join(problems[:3])}")
         return res
@@ -113,10 +116,40 @@ def prune(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, round_t
         _restore(model, backup)
         raise
     except Exception as exc:  # torch-pruning's own failures (attention heads, channel shuffles, RNNs)
+        culprit = failing_module(model, example)  # a step left a layer that breaks the forward: start without it
         _restore(model, backup)
+        if culprit:
+            raise _RunawayGroup(culprit, f"the pruned model's forward fails in it: {type(exc).__name__}: "
+                                         f"{first_line(exc)}") from exc
         raise ConfigError(f"torch-pruning could not prune {type(model).__name__} ({type(exc).__name__}: "
                           f"{first_line(exc)}); the model is left as it was: turn pruning off "
                           "(prune.enabled=false, or no --prune)") from exc
+
+
+def failing_module(model: nn.Module, example: torch.Tensor) -> str | None:
+    """The name of the innermost module whose forward raises on ``example``; None when the forward runs or fails
+    in the model's own code. Leaving that module alone (with every group touching it) and pruning again is how a
+    structure torch-pruning gets wrong without noticing (skresnet18's selective kernels: stacked paths) still
+    lets the rest of the model be pruned."""
+    names = {m: n for n, m in model.named_modules()}
+    stack: list[nn.Module] = []
+
+    def leave(mod, _inputs, _output) -> None:  # a hook that returned a value would replace the module's output
+        if stack and stack[-1] is mod:
+            stack.pop()
+
+    handles = [h for m in model.modules()
+               for h in (m.register_forward_pre_hook(lambda mod, _i: stack.append(mod) and None),
+                         m.register_forward_hook(leave))]
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception:  # noqa: BLE001 - any failure: which module it was in is the answer
+        return names.get(stack[-1]) or None if stack else None
+    finally:
+        for h in handles:
+            h.remove()
+    return None
 
 
 def _restore(model: nn.Module, backup: nn.Module) -> None:
@@ -335,6 +368,9 @@ def prune_any(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, dea
                 res = prune(candidate, example, macs_ratio=macs_ratio, left_alone=tuple(left), **kwargs)
             except _RunawayGroup as exc:  # leave that layer alone and try again
                 candidate = None
+                if exc.root in left:  # left alone already, and still failing: nothing more to learn here
+                    outcome = first_line(exc)
+                    break
                 left.append(exc.root)
                 if (until is not None and time.monotonic() > until) or len(left) > 200:
                     outcome = (f"{first_line(exc)}, and this strategy's part of the time for pruning was used up "
