@@ -7,7 +7,7 @@ RECIPE ?= recipes/fashion_mnist_resnet8.yaml
 # torch is pinned to a range that the local CPU build satisfies (a wider one pulls a multi-GB CUDA build).
 TORCH  := torch>=2.4,<2.14
 
-.PHONY: help setup system venv web-deps device-venv caches onnx2tf-env run test test-fast test-slow fuzz bench bench-onnx-tflite bench-zoo dist lint clean
+.PHONY: help setup system venv web-deps device-venv caches onnx2tf-env run test test-fast test-slow fuzz bench bench-onnx-tflite bench-zoo bench-prune dist lint clean
 
 help:
 	@echo "make run        set up, then run the default recipe ($(RECIPE)) end to end"
@@ -16,6 +16,7 @@ help:
 	@echo "make fuzz       the fuzzed parsers with 2000 fresh random inputs each (make test runs 60, seeded)"
 	@echo "make bench      benchmarks measured side by side in one run, printed as tables"
 	@echo "make bench-zoo  the public compatibility matrix: 61 timm architectures through edgekit compress (hours)"
+	@echo "make bench-prune  structured pruning alone on 51 more timm architectures (~30 min)"
 	@echo "make dist       the sdist and the wheel in dist/, checked by twine"
 	@echo "make lint       ruff"
 	@echo "make clean      remove virtual environments and run folders"
@@ -103,6 +104,12 @@ bench-zoo: setup onnx2tf-env
 	$(BIN)/pip install -q --no-deps "timm==1.0.31"
 	$(BIN)/pip install -q "huggingface_hub>=0.20" "safetensors>=0.4" "nncf==3.4.0"
 	$(BIN)/python bench/zoo_timm.py
+
+# Pruning alone on 51 more timm architectures (outside the matrix), each in its own process: ~30 min.
+bench-prune: setup
+	$(BIN)/pip install -q --no-deps "timm==1.0.31"
+	$(BIN)/pip install -q "huggingface_hub>=0.20" "safetensors>=0.4"
+	$(BIN)/python bench/prune_sweep.py
 
 dist: venv
 	rm -rf dist && $(BIN)/python -m build --no-isolation --outdir dist .
