@@ -73,7 +73,7 @@ def count(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
 
 def prune(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, round_to: int = 8,
           importance: str = "l2", max_steps: int = 40, global_pruning: bool = False,
-          left_alone: tuple[str, ...] = (), heads: bool = True) -> PruneResult:
+          left_alone: tuple[str, ...] = (), heads: bool = True, name_broken: bool = False) -> PruneResult:
     """Remove channels from ``model`` in place until its MACs are at most ``macs_ratio`` of the dense ones.
 
     Args:
@@ -86,6 +86,8 @@ def prune(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, round_t
         left_alone: names of modules (and everything inside them) to keep at their width.
         heads: prune attention by whole heads (and update the modules' head counts); False leaves every
             attention module alone.
+        name_broken: when the pruned model's forward fails inside a module, raise :class:`_BrokenForward` naming
+            it (for :func:`prune_any`, which leaves that module alone and tries again) instead of ConfigError.
 
     Returns:
         A PruneResult with the dense and pruned MACs and parameter counts.
@@ -106,7 +108,7 @@ def prune(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, round_t
                            max_steps=max_steps, global_pruning=global_pruning, dense=(dense_macs, dense_params),
                            left_alone=left_alone, heads=heads)
         problems = check_pruned(model, example, reference=backup)
-        culprit = failing_module(model, example) if problems else None
+        culprit = failing_module(model, example) if problems and name_broken else None
         if culprit:
             raise _BrokenForward(culprit, f"the pruned model's forward fails in it: {problems[0]}")
         if problems:
@@ -116,7 +118,7 @@ def prune(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, round_t
         _restore(model, backup)
         raise
     except Exception as exc:  # torch-pruning's own failures (attention heads, channel shuffles, RNNs)
-        culprit = failing_module(model, example)  # a step left a layer that breaks the forward: start without it
+        culprit = failing_module(model, example) if name_broken else None  # a step broke the forward in it
         _restore(model, backup)
         if culprit:
             raise _BrokenForward(culprit, f"the pruned model's forward fails in it: {type(exc).__name__}: "
@@ -365,7 +367,8 @@ def prune_any(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, dea
         while candidate is None:
             candidate = copy.deepcopy(model)
             try:
-                res = prune(candidate, example, macs_ratio=macs_ratio, left_alone=tuple(left), **kwargs)
+                res = prune(candidate, example, macs_ratio=macs_ratio, left_alone=tuple(left), name_broken=True,
+                            **kwargs)
             except _RunawayGroup as exc:  # leave that layer alone and try again
                 candidate = None
                 if isinstance(exc, _BrokenForward) and i < len(plans) - 1:
