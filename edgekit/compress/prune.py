@@ -36,7 +36,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgekit.compress.prune_splits import refresh_split_offsets, sizes_from_autograd, split_sites, sync_splits
+from edgekit.compress.prune_splits import (
+    refresh_split_offsets,
+    running_modules,
+    sizes_from_autograd,
+    split_sites,
+    sync_splits,
+)
 from edgekit.errors import ConfigError, DataError, first_line, require
 
 GROUP_LIMIT = 64  # a dependency group larger than this many times the model's layer count is a runaway walk
@@ -134,23 +140,12 @@ def failing_module(model: nn.Module, example: torch.Tensor) -> str | None:
     structure torch-pruning gets wrong without noticing (skresnet18's selective kernels: stacked paths) still
     lets the rest of the model be pruned."""
     names = {m: n for n, m in model.named_modules()}
-    stack: list[nn.Module] = []
-
-    def leave(mod, _inputs, _output) -> None:  # a hook that returned a value would replace the module's output
-        if stack and stack[-1] is mod:
-            stack.pop()
-
-    handles = [h for m in model.modules()
-               for h in (m.register_forward_pre_hook(lambda mod, _i: stack.append(mod) and None),
-                         m.register_forward_hook(leave))]
-    try:
-        with torch.no_grad():
-            model(example)
-    except Exception:  # noqa: BLE001 - any failure: which module it was in is the answer
-        return names.get(stack[-1]) or None if stack else None
-    finally:
-        for h in handles:
-            h.remove()
+    with running_modules(model) as stack:
+        try:
+            with torch.no_grad():
+                model(example)
+        except Exception:  # noqa: BLE001 - any failure: which module it was in is the answer
+            return names.get(stack[-1]) or None if stack else None
     return None
 
 

@@ -35,7 +35,6 @@ class SplitSite:
     module: nn.Module
     attr: str
     grad_fn: object
-    channels: int  # the split input's channel count when traced
 
 
 class _Seen(Exception):
@@ -76,13 +75,35 @@ class _Recorder(TorchFunctionMode):
             attrs = [k for k, v in public.items() if v is sizes] or [
                 k for k, v in public.items() if isinstance(v, list | tuple) and list(v) == list(sizes)]
         if len(attrs) == 1 and grad_fn is not None:  # with two candidates, which one is read is unknown
-            self.sites.append(SplitSite(owner, attrs[0], grad_fn, int(x.shape[1])))
+            self.sites.append(SplitSite(owner, attrs[0], grad_fn))
 
 
 def _sizes_arg(args, kwargs):
     if len(args) > 1:
         return args[1]
     return next((kwargs[k] for k in ("split_size_or_sections", "split_size", "split_sizes") if k in kwargs), None)
+
+
+@contextlib.contextmanager
+def running_modules(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """A list that holds, during any forward pass run inside, the modules whose forward is running (innermost
+    last): forward hooks push and pop them. After an exception it still holds the modules it was raised in."""
+    stack: list[nn.Module] = []
+
+    def push(m, _inputs) -> None:
+        stack.append(m)
+
+    def pop(m, _inputs, _output) -> None:  # a hook that returned a value would replace the module's output
+        if stack and stack[-1] is m:
+            stack.pop()
+
+    handles = [h for m in model.modules()
+               for h in (m.register_forward_pre_hook(push), m.register_forward_hook(pop))]
+    try:
+        yield stack
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @contextlib.contextmanager
@@ -93,25 +114,11 @@ def split_sites(model: nn.Module, example: torch.Tensor) -> Iterator[list[SplitS
     module splits by that object. An attribute that only happens to equal the sizes (``self.out_chs`` beside
     ``torch.split(x, self.expand_chs // 2, 1)``) is dropped, never rewritten.
     """
-    stack: list[nn.Module] = []
     sites: list[SplitSite] = []
-
-    def push(m, _inputs):
-        stack.append(m)
-
-    def pop(m, _inputs, _output):
-        if stack and stack[-1] is m:
-            stack.pop()
-
-    handles = [h for m in model.modules()
-               for h in (m.register_forward_pre_hook(push), m.register_forward_hook(pop))]
-    try:
+    with running_modules(model) as stack:
         with _Recorder(stack, sites):
             yield sites
         sites[:] = [site for site in sites if _reads(model, example, site, stack)]
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _reads(model: nn.Module, example: torch.Tensor, site: SplitSite, stack: list[nn.Module]) -> bool:
@@ -172,10 +179,7 @@ def refresh_split_offsets(original):
         sizes = getattr(getattr(node, "module", None), "split_sizes", None)
         if sizes is None or getattr(node.module, "offsets", None) is None:
             return original(graph, node)
-        offsets = [0]
-        for s in sizes:
-            offsets.append(offsets[-1] + int(s))
-        node.module.offsets = offsets
+        node.module.offsets = offsets = _offsets(sizes)
         original(graph, node)  # its checks decide whether this split is along the channels at all
         parts = [_part_read_by(node, out) for out in node.outputs]
         if None in parts or not any(isinstance(d.index_mapping[0], _SplitIndexMapping) for d in node.dependencies):
@@ -208,9 +212,17 @@ def sizes_from_autograd(original):
             sizes = _recorded_sizes(getattr(node, "grad_fn", None)) if node.type == ops.OPTYPE.SPLIT else None
             if sizes is not None:
                 node.module.split_sizes = sizes
-                node.module.offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+                node.module.offsets = _offsets(sizes)
 
     return init
+
+
+def _offsets(sizes) -> list[int]:
+    """Where each part starts, and the end: [0, s0, s0 + s1, ...]."""
+    offsets = [0]
+    for s in sizes:
+        offsets.append(offsets[-1] + int(s))
+    return offsets
 
 
 def _recorded_sizes(fn) -> list[int] | None:
