@@ -214,6 +214,39 @@ def test_a_split_written_into_the_forward_keeps_the_part_it_fixes_and_the_rest_i
     assert pruned.expand.out_channels < 64  # the layers around it were pruned
 
 
+class GroupedNet(nn.Module):
+    """A 1x1 convolution feeding a grouped 3x3 one (8 groups of 8 channels), as in ResNeXt, RegNet and DPN."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 32, 3, padding=1)
+        self.a = nn.Conv2d(32, 64, 1)
+        self.b = nn.Conv2d(64, 64, 3, padding=1, groups=8)
+        self.c = nn.Conv2d(64, 32, 1)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.stem(x).relu()
+        return self.head((x + self.c(self.b(self.a(x).relu()).relu())).mean((2, 3)))
+
+
+def test_a_grouped_convolution_is_narrowed_step_by_step_in_every_group_alike():
+    """torch-pruning rounded the per-group count as if it were the layer's width: one step removed a whole
+    group's positions, and layers whose groups hold 8 channels were never pruned."""
+    from edgekit.compress.prune_grouped import per_group_pruned
+
+    assert per_group_pruned(1, size=8, groups=32, multiple=8) == 1  # 32 x 7 channels left: a multiple of 8
+    assert per_group_pruned(3, size=8, groups=2, multiple=8) == 4  # 2 x 4 left (2 x 5 would not be)
+    assert per_group_pruned(8, size=8, groups=32, multiple=8) == 7  # a group's last position is never removed
+    assert per_group_pruned(1, size=4, groups=1, multiple=8) == 0  # too narrow to round: left as it is
+    torch.manual_seed(0)
+    model = GroupedNet().eval()
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
+    assert pruned is not None and attempts[0].passed, [a.detail for a in attempts]
+    assert res.macs_ratio <= 0.6 and check_pruned(pruned, example(), reference=model) == []
+    assert pruned.b.groups == 8 and 8 <= pruned.b.in_channels < 64 and pruned.b.in_channels % 8 == 0
+
+
 def test_a_dependency_walk_that_never_ends_is_cut_short_in_bounded_time():
     torch.manual_seed(0)
     t0 = time.monotonic()

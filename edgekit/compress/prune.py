@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgekit.compress.prune_grouped import grouped_round_to
 from edgekit.compress.prune_splits import (
     refresh_split_offsets,
     running_modules,
@@ -420,7 +421,8 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set
     more entries than a few times the model's layers, nor more channel indices than the model has channels
     many times over.
 
-    Also: concatenations sized from autograd (:func:`_concat_mapping`); a group whose importance cannot be
+    Also: concatenations sized from autograd (:func:`_concat_mapping`); channel rounding per channel group
+    (:func:`grouped_round_to`); a group whose importance cannot be
     computed (its indices run past a layer) skipped, its root's name added to the set this yields; a group that
     fails half-way through pruning raised as :class:`_RunawayGroup` (the caller starts again without it).
     """
@@ -483,7 +485,8 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set
 
     BasePruner.estimate_importance, group.Group.prune = estimate_importance, prune_group
     try:
-        yield skipped
+        with grouped_round_to():
+            yield skipped
     finally:
         group.Group.add_dep, graph.DependencyGraph.get_pruning_group = original_add, original_get
         graph.DependencyGraph.get_all_groups = original_all
