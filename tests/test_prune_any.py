@@ -184,14 +184,54 @@ def test_equal_parts_sized_by_an_integer_attribute_are_pruned_through_the_adds_b
 
 
 def test_only_the_attribute_a_split_really_reads_is_recorded_for_rewriting():
-    for block, expected in ((SplitBlock(64), ["splits"]), (ComputedSplitBlock(64), []), (Res2Block(16), ["width"])):
+    for block, expected in ((SplitBlock(64), ["splits"]), (ComputedSplitBlock(64), ["total"]),
+                            (Res2Block(16), ["width"])):
         x = torch.randn(1, 64, 8, 8, requires_grad=True)  # as in a traced model: the split's input has a grad_fn
         with split_sites(block, x) as sites:
             block(x)
         assert [site.attr for site in sites] == expected, type(block).__name__
+    # ComputedSplitBlock splits by total // 2: 'total' is rewritten, 'out_chs' (equal to the part size) is not
     model = MixedNet(ComputedSplitBlock).eval()
     pruned, _, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
     assert pruned is not None and pruned.mixed.out_chs == 32, [a.detail for a in attempts]
+
+
+def test_halves_of_a_computed_split_are_pruned_alike_and_the_attribute_it_is_computed_from_follows(tmp_path):
+    """CSP stages split by ``self.expand_chs // 2``: both halves must keep one size, so torch-pruning is told to
+    remove the same positions from each, and ``expand_chs`` is rewritten to twice the new half."""
+    torch.manual_seed(0)
+    model = MixedNet(ComputedSplitBlock).eval()
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
+    assert pruned is not None and attempts[0].passed, [a.detail for a in attempts]
+    assert res.strategy == "all layers" and res.left_alone == () and res.macs_ratio <= 0.6
+    assert check_pruned(pruned, example(), reference=model) == []
+    half = pruned.mixed.a.in_channels
+    assert half == pruned.mixed.b.in_channels < 32 and pruned.mixed.total == 2 * half
+    save_pruned(tmp_path / "p.pt", pruned, model)
+    rebuilt = load_pruned(MixedNet(ComputedSplitBlock).eval(), tmp_path / "p.pt")
+    assert torch.equal(rebuilt(example()), pruned(example()))
+
+
+class GatedBlock(nn.Module):
+    """A gate that chunks one convolution's output in two (GLU-style, as in iFormer's and NAFNet's gates)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c, 2 * c, 3, padding=1)
+
+    def forward(self, x):
+        v, gate = self.conv(x).chunk(2, dim=1)
+        return v * gate.sigmoid()
+
+
+def test_the_halves_of_a_chunked_gate_are_pruned_alike():
+    torch.manual_seed(0)
+    model = MixedNet(GatedBlock).eval()
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
+    assert pruned is not None and attempts[0].passed, [a.detail for a in attempts]
+    assert res.left_alone == () and res.macs_ratio <= 0.6
+    assert check_pruned(pruned, example(), reference=model) == []
+    assert pruned.mixed.conv.out_channels < 128 and pruned.mixed.conv.out_channels % 2 == 0
 
 
 def test_a_module_whose_forward_breaks_after_pruning_is_left_alone_and_the_rest_is_pruned():

@@ -38,6 +38,7 @@ from torch import nn
 
 from edgekit.compress.prune_grouped import grouped_round_to
 from edgekit.compress.prune_splits import (
+    equal_part_splits,
     refresh_split_offsets,
     running_modules,
     sizes_from_autograd,
@@ -231,6 +232,9 @@ def _prune_loop(tp, model, example, *, macs_ratio, round_to, importance, max_ste
                                       num_heads=dict(num_heads), prune_num_heads=bool(num_heads),
                                       prune_head_dims=False, head_pruning_ratio=0.9 if num_heads else 0.0,
                                       in_channel_groups={}, out_channel_groups={})
+    equal = equal_part_splits(pruner.DG, splits)
+    pruner.in_channel_groups.update(equal)
+    pruner.out_channel_groups.update(equal)
     macs, params = dense_macs, dense_params
     steps = 0
     while steps < max_steps:

@@ -35,6 +35,7 @@ class SplitSite:
     module: nn.Module
     attr: str
     grad_fn: object
+    parts: int = 0  # > 0: the split size is ``module.<attr> // parts`` (CSP's ``x.split(self.expand_chs // 2)``)
 
 
 class _Seen(Exception):
@@ -53,7 +54,8 @@ class _Recorder(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in _SPLITS and self.stack and self.watch is not None:
             owner, value = self.watch
-            if self.stack[-1] is owner and _sizes_arg(args, kwargs) is value:
+            sizes = _sizes_arg(args, kwargs)
+            if self.stack[-1] is owner and (sizes is value or type(value) is _Computed and sizes == value.value):
                 raise _Seen
         out = func(*args, **kwargs)
         if func in _SPLITS and self.stack and self.watch is None:
@@ -76,6 +78,17 @@ class _Recorder(TorchFunctionMode):
                 k for k, v in public.items() if isinstance(v, list | tuple) and list(v) == list(sizes)]
         if len(attrs) == 1 and grad_fn is not None:  # with two candidates, which one is read is unknown
             self.sites.append(SplitSite(owner, attrs[0], grad_fn))
+        if isinstance(sizes, int) and len(out) > 1:  # or a size computed as attribute // parts
+            whole = [k for k, v in public.items() if type(v) is int and v == len(out) * sizes]
+            if len(whole) == 1 and grad_fn is not None:
+                self.sites.append(SplitSite(owner, whole[0], grad_fn, len(out)))
+
+
+@dataclass(frozen=True)
+class _Computed:
+    """A split size watched by value: ``attribute // parts`` is a new int at every call."""
+
+    value: int
 
 
 def _sizes_arg(args, kwargs):
@@ -128,10 +141,14 @@ def _reads(model: nn.Module, example: torch.Tensor, site: SplitSite, stack: list
     probe = int(str(old)) if isinstance(old, int) else type(old)(list(old))  # equal, but not the same object
     if isinstance(old, int) and -5 <= old <= 256:  # CPython shares these: swap in another value
         probe = old + 1000
+    watched = probe
+    if site.parts:  # the split size is computed from the attribute: watched by a value no channel count has
+        probe = old + 100_003 * site.parts
+        watched = _Computed(probe // site.parts)
     setattr(site.module, site.attr, probe)
     stack.clear()
     try:
-        with torch.no_grad(), _Recorder(stack, [], watch=(site.module, probe)):
+        with torch.no_grad(), _Recorder(stack, [], watch=(site.module, watched)):
             model(example)
     except _Seen:
         return True
@@ -157,11 +174,63 @@ def sync_splits(sites: list[SplitSite], graph) -> None:
             continue
         sizes = [int(s) for s in sizes]
         old = getattr(site.module, site.attr)
+        if site.parts:
+            if len(sizes) == site.parts and len(set(sizes)) == 1:
+                setattr(site.module, site.attr, site.parts * sizes[0])
+            continue
         if isinstance(old, int):
             new = sizes[0] if all(s == sizes[0] for s in sizes[:-1]) and sizes[-1] <= sizes[0] else sizes
         else:
             new = type(old)(sizes)
         setattr(site.module, site.attr, new)
+
+
+def equal_part_splits(graph, sites: list[SplitSite]) -> dict[nn.Module, int]:
+    """torch-pruning's split nodes whose parts must stay equal, and their number of parts: a channel split of a
+    layer's output by one computed size (``x.chunk(2, 1)``, ``x.split(x.shape[1] // 2, 1)``, CSP's
+    ``x.split(self.expand_chs // 2, 1)``). Given as channel groups, they make torch-pruning remove the same
+    positions from every part. A split by a plain attribute (Res2Net's ``self.width``) is left out:
+    :func:`sync_splits` writes its sizes, whatever they become.
+
+    Channel groups are counted in the index space of the group's root, so the layer the split reads moves to
+    the front of the graph's module order: its group, rooted there, spans all the parts. (Rooted at a layer
+    after the split, it would span one part, and the groups would cut that part in two.) A split whose input
+    does not come from one convolution or linear layer is left out.
+    """
+    from torch_pruning import ops
+
+    attributed = {id(s.grad_fn) for s in sites if not s.parts}
+    out, producers = {}, []
+    for node in list(graph.module2node.values()):
+        fn = getattr(node, "grad_fn", None)
+        if node.type != ops.OPTYPE.SPLIT or fn is None or id(fn) in attributed:
+            continue
+        size, shape, dim = (getattr(fn, a, None) for a in ("_saved_split_size", "_saved_self_sym_sizes", "_saved_dim"))
+        if not size or shape is None or dim is None or len(shape) < 3:
+            continue
+        if dim >= 2 ** 63:
+            dim -= 2 ** 64
+        n, size = int(shape[dim % len(shape)]), int(size)
+        producer = _producer(node)
+        if dim % len(shape) == 1 and n % size == 0 and n // size > 1 and producer is not None \
+                and getattr(producer, "out_channels", getattr(producer, "out_features", None)) == n:
+            out[node.module] = n // size
+            producers.append(producer)
+    if producers:
+        first = {m: graph.module2node[m] for m in producers}
+        graph.module2node = {**first, **{m: v for m, v in graph.module2node.items() if m not in first}}
+    return out
+
+
+def _producer(node) -> nn.Module | None:
+    """The convolution or linear layer whose output reaches ``node`` through single-input layers only
+    (normalisation, activation), or None."""
+    seen = 0
+    while len(node.inputs) == 1 and seen < 16:
+        node, seen = node.inputs[0], seen + 1
+        if isinstance(node.module, nn.modules.conv._ConvNd | nn.Linear):  # noqa: SLF001 - torch's conv base
+            return node.module
+    return None
 
 
 def refresh_split_offsets(original):
