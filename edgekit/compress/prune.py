@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgekit.compress.patching import patched
 from edgekit.compress.prune_grouped import grouped_round_to
 from edgekit.compress.prune_splits import (
     equal_part_splits,
@@ -460,14 +461,9 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set
             if not any(dep.target.module in frozen for dep, _ in g):
                 yield g
 
-    group.Group.add_dep, graph.DependencyGraph.get_pruning_group = add_dep, get_pruning_group
-    graph.DependencyGraph.get_all_groups = get_all_groups
     original_concat = index_mapping.update_concat_index_mapping
-    index_mapping.update_concat_index_mapping = _concat_mapping(original_concat)
     original_split = index_mapping.update_split_index_mapping
-    index_mapping.update_split_index_mapping = refresh_split_offsets(original_split)
     original_init = shape_infer.init_shape_information
-    shape_infer.init_shape_information = sizes_from_autograd(original_init)
     original_importance, original_prune = BasePruner.estimate_importance, group.Group.prune
 
     def estimate_importance(self, grp):
@@ -487,17 +483,14 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set
             raise _RunawayGroup(names.get(self[0].dep.target.module, ""),
                                 f"{type(exc).__name__}: {first_line(exc)}") from exc
 
-    BasePruner.estimate_importance, group.Group.prune = estimate_importance, prune_group
-    try:
-        with grouped_round_to():
-            yield skipped
-    finally:
-        group.Group.add_dep, graph.DependencyGraph.get_pruning_group = original_add, original_get
-        graph.DependencyGraph.get_all_groups = original_all
-        index_mapping.update_concat_index_mapping = original_concat
-        index_mapping.update_split_index_mapping = original_split
-        shape_infer.init_shape_information = original_init
-        BasePruner.estimate_importance, group.Group.prune = original_importance, original_prune
+    with patched((group.Group, "add_dep", add_dep), (group.Group, "prune", prune_group),
+                 (graph.DependencyGraph, "get_pruning_group", get_pruning_group),
+                 (graph.DependencyGraph, "get_all_groups", get_all_groups),
+                 (BasePruner, "estimate_importance", estimate_importance),
+                 (index_mapping, "update_concat_index_mapping", _concat_mapping(original_concat)),
+                 (index_mapping, "update_split_index_mapping", refresh_split_offsets(original_split)),
+                 (shape_infer, "init_shape_information", sizes_from_autograd(original_init))), grouped_round_to():
+        yield skipped
 
 
 def _concat_mapping(original: Callable) -> Callable:

@@ -17,6 +17,8 @@ import contextlib
 import math
 from collections.abc import Iterator
 
+from edgekit.compress.patching import patched
+
 
 @contextlib.contextmanager
 def grouped_round_to() -> Iterator[None]:
@@ -48,13 +50,10 @@ def grouped_round_to() -> Iterator[None]:
             return original_round(self, n_pruned, current_channels, multiple)
         return per_group_pruned(n_pruned, current_channels // groups, groups, multiple)
 
-    BasePruner._get_channel_groups, BasePruner._round_to = get_channel_groups, round_to  # noqa: SLF001
-    DependencyGraph.get_out_channels, DependencyGraph.get_in_channels = get_out_channels, get_in_channels
-    try:
+    with patched((BasePruner, "_get_channel_groups", get_channel_groups), (BasePruner, "_round_to", round_to),
+                 (DependencyGraph, "get_out_channels", get_out_channels),
+                 (DependencyGraph, "get_in_channels", get_in_channels)):
         yield
-    finally:
-        BasePruner._get_channel_groups, BasePruner._round_to = original_groups, original_round  # noqa: SLF001
-        DependencyGraph.get_out_channels, DependencyGraph.get_in_channels = original_out, original_in
 
 
 def per_group_pruned(n_pruned: int, size: int, groups: int, multiple: int) -> int:
