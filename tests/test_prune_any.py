@@ -212,6 +212,34 @@ def test_halves_of_a_computed_split_are_pruned_alike_and_the_attribute_it_is_com
     assert torch.equal(rebuilt(example()), pruned(example()))
 
 
+class SelectiveSplitBlock(nn.Module):
+    """Like timm's SelectiveKernel with split input: halves of ``self.in_channels // 2`` beside an
+    ``out_channels`` of the same value, on a residual stream (the second block's input is an add)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.in_channels = self.out_channels = c
+        self.a = nn.Conv2d(c // 2, c // 2, 3, padding=1)
+        self.b = nn.Conv2d(c // 2, c // 2, 3, padding=2, dilation=2)
+        self.c = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        xa, xb = torch.split(x, self.in_channels // 2, 1)
+        return x + self.c(torch.cat([self.a(xa), self.b(xb)], 1).relu())
+
+
+def test_a_computed_split_on_a_residual_stream_is_pruned_alike_and_only_the_attribute_read_follows():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), SelectiveSplitBlock(64), SelectiveSplitBlock(64),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)).eval()
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
+    assert pruned is not None and attempts[0].passed, [a.detail for a in attempts]
+    assert res.left_alone == () and check_pruned(pruned, example(), reference=model) == []
+    for block in (pruned[1], pruned[2]):
+        assert block.a.in_channels == block.b.in_channels < 32
+        assert block.in_channels == 2 * block.a.in_channels and block.out_channels == 64
+
+
 class GatedBlock(nn.Module):
     """A gate that chunks one convolution's output in two (GLU-style, as in iFormer's and NAFNet's gates)."""
 

@@ -76,12 +76,12 @@ class _Recorder(TorchFunctionMode):
         else:  # the list itself, else the attributes equal to it (a copy)
             attrs = [k for k, v in public.items() if v is sizes] or [
                 k for k, v in public.items() if isinstance(v, list | tuple) and list(v) == list(sizes)]
-        if len(attrs) == 1 and grad_fn is not None:  # with two candidates, which one is read is unknown
-            self.sites.append(SplitSite(owner, attrs[0], grad_fn))
+        candidates = [(k, 0) for k in attrs]
         if isinstance(sizes, int) and len(out) > 1:  # or a size computed as attribute // parts
-            whole = [k for k, v in public.items() if type(v) is int and v == len(out) * sizes]
-            if len(whole) == 1 and grad_fn is not None:
-                self.sites.append(SplitSite(owner, whole[0], grad_fn, len(out)))
+            candidates += [(k, len(out)) for k, v in public.items() if type(v) is int and v == len(out) * sizes]
+        # Every candidate is recorded; confirmation (see split_sites) keeps only the attribute really read.
+        if grad_fn is not None:
+            self.sites += [SplitSite(owner, k, grad_fn, parts) for k, parts in candidates]
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,8 @@ def equal_part_splits(graph, sites: list[SplitSite]) -> dict[nn.Module, int]:
 
     Channel groups are counted in the index space of the group's root, so the layer the split reads moves to
     the front of the graph's module order: its group, rooted there, spans all the parts. (Rooted at a layer
-    after the split, it would span one part, and the groups would cut that part in two.) A split whose input
-    does not come from one convolution or linear layer is left out.
+    after the split, it would span one part, and the groups would cut that part in two.) A split without such a
+    layer before it (through normalisation, activations and residual adds only) is left out.
     """
     from torch_pruning import ops
 
@@ -211,9 +211,8 @@ def equal_part_splits(graph, sites: list[SplitSite]) -> dict[nn.Module, int]:
         if dim >= 2 ** 63:
             dim -= 2 ** 64
         n, size = int(shape[dim % len(shape)]), int(size)
-        producer = _producer(node)
-        if dim % len(shape) == 1 and n % size == 0 and n // size > 1 and producer is not None \
-                and getattr(producer, "out_channels", getattr(producer, "out_features", None)) == n:
+        producer = _producer(node, n)
+        if dim % len(shape) == 1 and n % size == 0 and n // size > 1 and producer is not None:
             out[node.module] = n // size
             producers.append(producer)
     if producers:
@@ -222,14 +221,24 @@ def equal_part_splits(graph, sites: list[SplitSite]) -> dict[nn.Module, int]:
     return out
 
 
-def _producer(node) -> nn.Module | None:
-    """The convolution or linear layer whose output reaches ``node`` through single-input layers only
-    (normalisation, activation), or None."""
-    seen = 0
-    while len(node.inputs) == 1 and seen < 16:
-        node, seen = node.inputs[0], seen + 1
+def _producer(node, width: int) -> nn.Module | None:
+    """A convolution or linear layer of ``width`` outputs that reaches ``node`` through layers that keep the
+    channels as they are (normalisation, activation, residual adds): its group spans the whole input. None
+    when there is none within a short walk (the input is a concatenation, a reshape, ...)."""
+    from torch_pruning import ops
+
+    passing = {ops.OPTYPE.BN, ops.OPTYPE.PRELU, ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.LN, ops.OPTYPE.GN, ops.OPTYPE.IN}
+    queue, seen = list(node.inputs), set()
+    while queue and len(seen) < 64:
+        node = queue.pop(0)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if isinstance(node.module, nn.modules.conv._ConvNd | nn.Linear):  # noqa: SLF001 - torch's conv base
-            return node.module
+            if getattr(node.module, "out_channels", getattr(node.module, "out_features", None)) == width:
+                return node.module
+        elif node.type in passing:
+            queue += node.inputs
     return None
 
 
