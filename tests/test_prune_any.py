@@ -485,3 +485,29 @@ def test_a_strategy_whose_groups_keep_running_away_leaves_time_for_the_next(monk
     assert not attempts[0].passed and "used up" in attempts[0].detail and time.monotonic() - t0 < 12
     assert attempts[0].seconds < 3.5  # its part: a third of the time (three strategies), plus one restart
     assert pruned is not None and res.strategy == "attention left alone", [a.detail for a in attempts]
+
+
+class GainConv2d(nn.Conv2d):
+    """Like timm's ScaledStdConv2d (NF-ResNet, NFNet): one more parameter per output channel, used in forward."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gain = nn.Parameter(torch.ones(self.out_channels, 1, 1, 1))
+
+    def forward(self, x):
+        return self._conv_forward(x, self.weight * self.gain, self.bias)
+
+
+def test_a_layers_own_per_channel_parameters_lose_the_same_channels_as_its_weight():
+    torch.manual_seed(0)
+    model = nn.Sequential(GainConv2d(3, 32, 3, padding=1), nn.ReLU(), GainConv2d(32, 32, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)).eval()
+    with torch.no_grad():  # the first convolution's channel i: gain i + 1, and i + 1 in its weight too
+        model[0].gain.copy_(torch.arange(1.0, 33.0).view(-1, 1, 1, 1))
+        model[0].weight[:, 0, 0, 0] = torch.arange(1.0, 33.0)
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
+    assert pruned is not None and attempts[0].passed, [a.detail for a in attempts]
+    assert res.left_alone == () and check_pruned(pruned, example(), reference=model) == []
+    first = pruned[0]
+    assert first.gain.shape[0] == first.out_channels < 32 and pruned[2].gain.shape[0] == pruned[2].out_channels
+    assert torch.equal(first.gain.view(-1), first.weight[:, 0, 0, 0])  # each kept channel kept its own gain

@@ -38,6 +38,7 @@ from torch import nn
 
 from edgekit.compress.patching import patched
 from edgekit.compress.prune_grouped import grouped_round_to
+from edgekit.compress.prune_params import prune_extra_parameters
 from edgekit.compress.prune_splits import (
     equal_part_splits,
     refresh_split_offsets,
@@ -478,6 +479,8 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set
 
     def prune_group(self, idxs=None, record_history=True):
         try:
+            if idxs is None:  # (with idxs, torch-pruning builds the group again and prunes that one)
+                prune_extra_parameters(self)
             return original_prune(self, idxs, record_history)
         except (IndexError, RuntimeError, ValueError) as exc:  # half-pruned: start again without this group
             raise _RunawayGroup(names.get(self[0].dep.target.module, ""),
