@@ -511,3 +511,12 @@ def test_a_layers_own_per_channel_parameters_lose_the_same_channels_as_its_weigh
     first = pruned[0]
     assert first.gain.shape[0] == first.out_channels < 32 and pruned[2].gain.shape[0] == pruned[2].out_channels
     assert torch.equal(first.gain.view(-1), first.weight[:, 0, 0, 0])  # each kept channel kept its own gain
+
+
+def test_a_walk_that_runs_away_in_one_block_leaves_that_layer_alone_in_every_copy_of_the_block():
+    from edgekit.compress.module_names import same_place_in_every_block
+
+    model = TinyViT(depth=3)
+    assert same_place_in_every_block(model, "blocks.1.fc2") == ["blocks.1.fc2", "blocks.0.fc2", "blocks.2.fc2"]
+    assert same_place_in_every_block(model, "head") == ["head"]  # no other block has one
+    assert same_place_in_every_block(model, "blocks.7.fc2") == ["blocks.7.fc2"]  # a name the model lacks

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgekit.compress.module_names import names_of, same_place_in_every_block
 from edgekit.compress.patching import patched
 from edgekit.compress.prune_grouped import grouped_round_to
 from edgekit.compress.prune_params import prune_extra_parameters
@@ -382,7 +383,8 @@ def prune_any(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, dea
                 if exc.root in left:  # left alone already, and still failing: nothing more to learn here
                     outcome = first_line(exc)
                     break
-                left.append(exc.root)
+                alike = same_place_in_every_block(model, exc.root) if exc.runaway and exc.root else [exc.root]
+                left += [n for n in alike if n not in left]
                 if (until is not None and time.monotonic() > until) or len(left) > 200:
                     outcome = (f"{first_line(exc)}, and this strategy's part of the time for pruning was used up "
                                f"({len(left)} group(s) left alone)")
@@ -409,7 +411,7 @@ class _RunawayGroup(Exception):
     def __init__(self, root: str, why: str = ""):
         super().__init__(f"torch-pruning could not prune the group of {root or 'a layer'} ({why})" if why else
                          f"torch-pruning's dependency walk from {root or 'a layer'} did not end")
-        self.root = root
+        self.root, self.runaway = root, not why
 
 
 class _BrokenForward(_RunawayGroup):
@@ -601,10 +603,6 @@ def spread(channels: int, n: int) -> list[int]:
     """``n`` channel indices spread evenly over ``channels``: a probe that takes only the last channels passes a
     split hard-coded at the middle (CSP's ``x.split(self.expand_chs // 2)``), which the real pruning breaks."""
     return sorted({(2 * i + 1) * channels // (2 * n) for i in range(n)})
-
-
-def names_of(model: nn.Module, module: nn.Module) -> str:
-    return next(n for n, m in model.named_modules() if m is module)
 
 
 # --- saving a pruned model without pickling modules --------------------------------------------------------------
