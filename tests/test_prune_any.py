@@ -520,3 +520,22 @@ def test_a_walk_that_runs_away_in_one_block_leaves_that_layer_alone_in_every_cop
     assert same_place_in_every_block(model, "blocks.1.fc2") == ["blocks.1.fc2", "blocks.0.fc2", "blocks.2.fc2"]
     assert same_place_in_every_block(model, "head") == ["head"]  # no other block has one
     assert same_place_in_every_block(model, "blocks.7.fc2") == ["blocks.7.fc2"]  # a name the model lacks
+
+
+def test_the_same_layer_running_away_in_a_second_block_leaves_it_alone_in_every_block(monkeypatch):
+    from edgekit.compress import prune as prune_mod
+
+    real, seen = prune_mod.prune, []
+
+    def runs_away_in_two_blocks(model, example, **kwargs):
+        seen.append(tuple(kwargs.get("left_alone", ())))
+        if len(seen) <= 2:
+            raise prune_mod._RunawayGroup(f"blocks.{len(seen) - 1}.fc2")
+        return real(model, example, **kwargs)
+
+    monkeypatch.setattr(prune_mod, "prune", runs_away_in_two_blocks)
+    torch.manual_seed(0)
+    pruned, res, attempts = prune_any(TinyViT(depth=4).eval(), example(), macs_ratio=0.8, log=lambda m: None)
+    assert seen[1] == ("blocks.0.fc2",)  # after the first, only that layer
+    assert set(seen[2]) == {f"blocks.{i}.fc2" for i in range(4)}  # after the second, every block's
+    assert pruned is not None, [a.detail for a in attempts]

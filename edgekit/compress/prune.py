@@ -384,6 +384,8 @@ def prune_any(model: nn.Module, example: torch.Tensor, *, macs_ratio: float, dea
                     outcome = first_line(exc)
                     break
                 alike = same_place_in_every_block(model, exc.root) if exc.runaway and exc.root else [exc.root]
+                if not any(n in left for n in alike[1:]):  # the first of its kind to run away: only itself
+                    alike = alike[:1]
                 left += [n for n in alike if n not in left]
                 if (until is not None and time.monotonic() > until) or len(left) > 200:
                     outcome = (f"{first_line(exc)}, and this strategy's part of the time for pruning was used up "
