@@ -347,7 +347,8 @@ def test_a_concatenation_is_sized_from_what_autograd_recorded_not_from_a_graph_w
     every input's shape: 24 and 40 channels here."""
     import torch_pruning as tp
 
-    from edgekit.compress.prune import _bounded_groups, concat_sizes
+    from edgekit.compress.prune import _bounded_groups
+    from edgekit.compress.prune_mappings import concat_sizes
 
     model = DualPath().eval()
     with _bounded_groups(model):
@@ -539,3 +540,31 @@ def test_the_same_layer_running_away_in_a_second_block_leaves_it_alone_in_every_
     assert seen[1] == ("blocks.0.fc2",)  # after the first, only that layer
     assert set(seen[2]) == {f"blocks.{i}.fc2" for i in range(4)}  # after the second, every block's
     assert pruned is not None, [a.detail for a in attempts]
+
+
+class SingleHeadAttention(nn.Module):
+    """Like SHViT's single-head attention on a part of the channels: torch-pruning's reshape mapping infers the
+    attention output's channel count as 0 and divided by it, failing the whole trace."""
+
+    def __init__(self, dim: int = 32, pdim: int = 8, qk: int = 8):
+        super().__init__()
+        self.pdim, self.qk, self.dim = pdim, qk, dim
+        self.qkv = nn.Conv2d(pdim, 2 * qk + pdim, 1)
+        self.proj = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        x1, x2 = torch.split(x, [self.pdim, self.dim - self.pdim], dim=1)
+        q, k, v = (t.flatten(2) for t in self.qkv(x1).split([self.qk, self.qk, self.pdim], dim=1))
+        x1 = (v @ (q.transpose(-1, -2) @ k).softmax(dim=-1).transpose(-1, -2)).reshape(b, self.pdim, h, w)
+        return self.proj(torch.cat([x1, x2], dim=1))
+
+
+def test_a_reshape_whose_channels_torch_pruning_sizes_as_zero_does_not_stop_pruning():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(64, 32, 3, padding=1), SingleHeadAttention(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(32, 10)).eval()
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.7, log=lambda m: None)
+    assert pruned is not None, [a.detail for a in attempts]
+    assert res.macs_ratio <= 0.7 and check_pruned(pruned, example(), reference=model) == []

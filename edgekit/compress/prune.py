@@ -39,6 +39,7 @@ from torch import nn
 from edgekit.compress.module_names import names_of, same_place_in_every_block
 from edgekit.compress.patching import patched
 from edgekit.compress.prune_grouped import grouped_round_to
+from edgekit.compress.prune_mappings import concat_mapping, reshape_mapping
 from edgekit.compress.prune_params import prune_extra_parameters
 from edgekit.compress.prune_splits import (
     equal_part_splits,
@@ -494,54 +495,12 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set
                  (graph.DependencyGraph, "get_pruning_group", get_pruning_group),
                  (graph.DependencyGraph, "get_all_groups", get_all_groups),
                  (BasePruner, "estimate_importance", estimate_importance),
-                 (index_mapping, "update_concat_index_mapping", _concat_mapping(original_concat)),
+                 (index_mapping, "update_concat_index_mapping", concat_mapping(original_concat)),
+                 (index_mapping, "update_reshape_index_mapping",
+                  reshape_mapping(index_mapping.update_reshape_index_mapping)),
                  (index_mapping, "update_split_index_mapping", refresh_split_offsets(original_split)),
                  (shape_infer, "init_shape_information", sizes_from_autograd(original_init))), grouped_round_to():
         yield skipped
-
-
-def _concat_mapping(original: Callable) -> Callable:
-    """torch-pruning's concatenation index mapping, given the sizes it concatenates as autograd recorded them.
-
-    torch-pruning infers each input's channel count by walking the graph; on dual-path nets (DPN: concatenations
-    of slices of concatenations) the walk hits its depth limit, returns None, and ``sum`` of the sizes raises a
-    TypeError that stops the whole dependency graph. The concatenation's own autograd node knows every input's
-    shape exactly (``next_functions`` metadata); a size still unknown leaves the concatenation unmapped (torch-
-    pruning's own choice for one it cannot size), and the checks after pruning judge the result.
-    """
-
-    def update(graph, cat_node) -> None:
-        module = getattr(cat_node, "module", None)
-        if module is not None and getattr(module, "concat_sizes", None) is None:
-            module.concat_sizes = concat_sizes(cat_node)
-        if module is not None and module.concat_sizes is not None and None in module.concat_sizes:
-            return
-        original(graph, cat_node)
-
-    return update
-
-
-def concat_sizes(cat_node) -> list[int] | None:
-    """The channel count of each input of a ``torch.cat`` along dimension 1, from its autograd node; None when
-    the inputs torch-pruning sees are not exactly the ones autograd recorded, or the concatenation is on another
-    dimension."""
-    fn = getattr(cat_node, "grad_fn", None)
-    dim = getattr(fn, "_saved_dim", None)
-    if fn is None or dim is None:
-        return None
-    if dim >= 2 ** 63:  # a negative dimension, as autograd stores it
-        dim -= 2 ** 64
-    shapes = []
-    for f, i in fn.next_functions:
-        if f is None:
-            return None
-        try:
-            shapes.append(tuple(f._input_metadata[i].shape))  # noqa: SLF001 - autograd's record of the input
-        except (AttributeError, IndexError, RuntimeError):
-            return None
-    if not shapes or len(shapes) != len(getattr(cat_node, "inputs", ())) or dim % len(shapes[0]) != 1:
-        return None
-    return [int(s[1]) for s in shapes]
 
 
 def unprunable_roots(model: nn.Module, example: torch.Tensor, *, deadline: float | None = None,
