@@ -205,14 +205,14 @@ def equal_part_splits(graph, sites: list[SplitSite]) -> dict[nn.Module, int]:
         fn = getattr(node, "grad_fn", None)
         if node.type != ops.OPTYPE.SPLIT or fn is None or id(fn) in attributed:
             continue
-        size, shape, dim = (getattr(fn, a, None) for a in ("_saved_split_size", "_saved_self_sym_sizes", "_saved_dim"))
-        if not size or shape is None or dim is None or len(shape) < 3:
+        call = _int_split(fn)
+        if call is None:
             continue
-        if dim >= 2 ** 63:
-            dim -= 2 ** 64
-        n, size = int(shape[dim % len(shape)]), int(size)
+        size, n, dim, rank = call
+        if rank < 3 or dim != 1 or n % size or n // size < 2:
+            continue
         producer = _producer(node, n)
-        if dim % len(shape) == 1 and n % size == 0 and n // size > 1 and producer is not None:
+        if producer is not None:
             out[node.module] = n // size
             producers.append(producer)
     if producers:
@@ -308,13 +308,23 @@ def _recorded_sizes(fn) -> list[int] | None:
         return None
     if getattr(fn, "_saved_split_sizes", None) is not None:
         return [int(s) for s in fn._saved_split_sizes]  # noqa: SLF001 - autograd's record of the call
+    call = _int_split(fn)
+    if call is None:
+        return None
+    size, n = call[0], call[1]
+    return [size] * (n // size) + ([n % size] if n % size else [])
+
+
+def _int_split(fn) -> tuple[int, int, int, int] | None:
+    """What autograd recorded of a split by one size (``SplitBackward0``: chunk, or split by an int): the part
+    size, the length split, the dimension (made non-negative) and the input's rank; None for another node."""
     size, shape, dim = (getattr(fn, a, None) for a in ("_saved_split_size", "_saved_self_sym_sizes", "_saved_dim"))
     if not size or shape is None or dim is None:
         return None
     if dim >= 2 ** 63:  # a negative dimension, as autograd stores it
         dim -= 2 ** 64
-    n, size = int(shape[dim % len(shape)]), int(size)
-    return [size] * (n // size) + ([n % size] if n % size else [])
+    dim %= len(shape)
+    return int(size), int(shape[dim]), dim, len(shape)
 
 
 def _part_read_by(split, consumer) -> int | None:
