@@ -40,7 +40,7 @@ from edgekit.compress.module_names import names_of, same_place_in_every_block
 from edgekit.compress.patching import patched
 from edgekit.compress.prune_grouped import grouped_round_to
 from edgekit.compress.prune_mappings import concat_mapping, reshape_mapping
-from edgekit.compress.prune_params import prune_extra_parameters
+from edgekit.compress.prune_params import head_holders, prune_extra_parameters, whole_heads_for_head_parameters
 from edgekit.compress.prune_splits import (
     equal_part_splits,
     refresh_split_offsets,
@@ -192,20 +192,26 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
             or isinstance(m, nn.MultiheadAttention)]
 
 
-def _update_heads(model: nn.Module, pruner) -> None:
-    """After a step, give each attention module its new head count and attention width."""
+def _update_heads(model: nn.Module, pruner, head_dims: dict[nn.Module, int]) -> None:
+    """After a step, give each attention module its new head count and attention width.
+
+    The count is read from the qkv layer's width (heads keep their ``head_dims``): torch-pruning lowers its own
+    count before it checks the group, so a refused group (all of a stage's heads, say) left it counting heads
+    that were never removed, and the module then split its qkv into 0 heads. Its count is put right as well."""
     for m in model.modules():
         qkv = getattr(m, "qkv", None)
-        if qkv is None or qkv not in pruner.num_heads or not isinstance(getattr(m, "num_heads", None), int):
+        if qkv is None or qkv not in head_dims or not isinstance(getattr(m, "num_heads", None), int):
             continue
-        old_heads, m.num_heads = m.num_heads, int(pruner.num_heads[qkv])
-        head_dim = qkv.out_features // (3 * m.num_heads)
+        head_dim = head_dims[qkv]
+        m.num_heads = qkv.out_features // (3 * head_dim)
+        pruner.num_heads[qkv] = m.num_heads
+        if qkv in pruner.out_channel_groups:
+            pruner.out_channel_groups[qkv] = m.num_heads
         for attr in ("attn_dim", "all_head_dim", "inner_dim"):
             if isinstance(getattr(m, attr, None), int):
                 setattr(m, attr, m.num_heads * head_dim)
         if isinstance(getattr(m, "head_dim", None), int):
             m.head_dim = head_dim
-        del old_heads
 
 
 def _prune_steps(tp, model, example, *, macs_ratio, round_to, importance, max_steps, global_pruning, dense,
@@ -239,11 +245,12 @@ def _prune_loop(tp, model, example, *, macs_ratio, round_to, importance, max_ste
     equal = equal_part_splits(pruner.DG, splits)
     pruner.in_channel_groups.update(equal)
     pruner.out_channel_groups.update(equal)
+    head_dims = {qkv: qkv.out_features // (3 * n) for qkv, n in num_heads.items() if isinstance(qkv, nn.Linear)}
     macs, params = dense_macs, dense_params
     steps = 0
     while steps < max_steps:
         pruner.step()
-        _update_heads(model, pruner)
+        _update_heads(model, pruner, head_dims)
         sync_splits(splits, pruner.DG)
         steps += 1
         macs, params = count(model, example)
@@ -444,6 +451,7 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set
     channels = sum(int(p.shape[0]) for p in model.parameters() if p.dim() >= 1)
     entry_limit, index_limit = 4 * n_modules + 500, 16 * channels + 100_000
     names = {m: n for n, m in model.named_modules()}
+    per_head = head_holders(model)
     frozen = frozen or set()
     skipped: set[str] = set()  # roots of the groups whose importance could not be computed (see below)
     original_add, original_get = group.Group.add_dep, graph.DependencyGraph.get_pruning_group
@@ -459,7 +467,9 @@ def _bounded_groups(model: nn.Module, frozen: set | None = None) -> Iterator[set
 
     def get_pruning_group(self, module, pruning_fn, idxs):
         root[0], size[0] = names.get(module, type(module).__name__), 0
-        return original_get(self, module, pruning_fn, idxs)
+        grp = original_get(self, module, pruning_fn, idxs)
+        whole_heads_for_head_parameters(grp, per_head)
+        return grp
 
     def get_all_groups(self, ignored_layers=(), root_module_types=(nn.modules.conv._ConvNd, nn.Linear)):
         for g in original_all(self, ignored_layers=list(ignored_layers) + list(frozen),
