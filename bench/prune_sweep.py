@@ -50,7 +50,7 @@ try:
     with torch.no_grad():
         m(x)
 except Exception as exc:
-    print(json.dumps({{"name": name, "build": f"{{type(exc).__name__}}: {{str(exc).splitlines()[0][:120]}}"}}))
+    print(json.dumps({{"name": name, "build": f"{{type(exc).__name__}}: {{(str(exc).splitlines() or ['(no message)'])[0][:120]}}"}}))
     sys.exit(0)
 t = time.monotonic()
 pm, res, att = prune.prune_any(m, x, macs_ratio=0.5, deadline=time.monotonic() + {seconds}, log=lambda s: None)

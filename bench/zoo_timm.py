@@ -47,6 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from edgekit.errors import first_line  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 STUB = ROOT / "bench" / "timm_stub"
 SIZE = 128
@@ -294,7 +297,7 @@ def run_arch(name: str, work: Path, data: dict, timeout: float, nncf: bool, keep
     try:
         row.update(fit_head(name, model_file, data["fit"], weights))
     except Exception as exc:  # the definition itself fails at this size: not edgekit's cell
-        row["error"] = f"model does not build at {SIZE} px: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+        row["error"] = f"model does not build at {SIZE} px: {type(exc).__name__}: {first_line(exc, 160)}"
         return row
     out = folder / "out"
     cmd = [sys.executable, "-m", "edgekit", "compress", f"{model_file}:build", "--arg", f"name={name}",
@@ -317,7 +320,7 @@ def run_arch(name: str, work: Path, data: dict, timeout: float, nncf: bool, keep
             try:
                 row["nncf"] = nncf_row(out, data["calib"], data["eval"])
             except Exception as exc:
-                row["nncf"] = {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
+                row["nncf"] = {"skipped": f"{type(exc).__name__}: {first_line(exc, 160)}"}
     else:
         why = "hang (killed at the time limit)" if row["rc"] == "timeout" else f"crash (exit {row['rc']})"
         row["cells"] = {c: {"passed": False, "summary": why} for c in CELLS}
