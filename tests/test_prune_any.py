@@ -69,11 +69,11 @@ class Res2Block(nn.Module):
     """Like Res2Net's bottleneck: equal parts sized by an integer attribute, each part added to the previous
     part's output before its convolution, the last part passed through, all concatenated."""
 
-    def __init__(self, width: int, scale: int = 4):
+    def __init__(self, width: int, scale: int = 4, groups: int = 1):
         super().__init__()
         self.width = width
         self.conv1 = nn.Conv2d(width * scale, width * scale, 1)
-        self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(scale - 1))
+        self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1, groups=groups) for _ in range(scale - 1))
         self.conv3 = nn.Conv2d(width * scale, width * scale, 1)
 
     def forward(self, x):
@@ -181,6 +181,20 @@ def test_equal_parts_sized_by_an_integer_attribute_are_pruned_through_the_adds_b
         widths = [c.in_channels for c in block.convs]
         assert sum(widths) < 48
         assert (block.width == widths[0] if isinstance(block.width, int) else block.width[:3] == widths)
+
+
+def test_equal_parts_read_by_grouped_convolutions_keep_every_group_of_every_part_alike():
+    """Res2NeXt: each part of the split goes through a convolution with groups=8; a part may only lose whole
+    rows of those groups, the same in every part, or the next part's add and the attribute fall out of step."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 128, 3, padding=1), Res2Block(32, groups=8), Res2Block(32, groups=8),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10)).eval()
+    pruned, res, attempts = prune_any(model, example(), macs_ratio=0.6, log=lambda m: None)
+    assert pruned is not None and attempts[0].passed, [a.detail for a in attempts]
+    assert res.macs_ratio <= 0.6 and check_pruned(pruned, example(), reference=model) == []
+    for block in (pruned[1], pruned[2]):
+        widths = {c.in_channels for c in block.convs}
+        assert widths == {block.width} and block.width < 32 and block.width % 8 == 0
 
 
 def test_only_the_attribute_a_split_really_reads_is_recorded_for_rewriting():

@@ -190,7 +190,10 @@ def equal_part_splits(graph, sites: list[SplitSite]) -> dict[nn.Module, int]:
     layer's output by one computed size (``x.chunk(2, 1)``, ``x.split(x.shape[1] // 2, 1)``, CSP's
     ``x.split(self.expand_chs // 2, 1)``). Given as channel groups, they make torch-pruning remove the same
     positions from every part. A split by a plain attribute (Res2Net's ``self.width``) is left out:
-    :func:`sync_splits` writes its sizes, whatever they become.
+    :func:`sync_splits` writes its sizes, whatever they become; unless a part is read by a grouped convolution
+    (Res2NeXt: ``groups=8`` on each part), whose groups must then line up in every part alike: the parts times
+    the convolution's groups are given as channel groups (torch-pruning took the convolution's 8 alone over all
+    four parts, and part 0 came out 30 wide for a convolution that took 24).
 
     Channel groups are counted in the index space of the group's root, so the layer the split reads moves to
     the front of the graph's module order: its group, rooted there, spans all the parts. (Rooted at a layer
@@ -203,7 +206,7 @@ def equal_part_splits(graph, sites: list[SplitSite]) -> dict[nn.Module, int]:
     out, producers = {}, []
     for node in list(graph.module2node.values()):
         fn = getattr(node, "grad_fn", None)
-        if node.type != ops.OPTYPE.SPLIT or fn is None or id(fn) in attributed:
+        if node.type != ops.OPTYPE.SPLIT or fn is None:
             continue
         call = _int_split(fn)
         if call is None:
@@ -211,9 +214,12 @@ def equal_part_splits(graph, sites: list[SplitSite]) -> dict[nn.Module, int]:
         size, n, dim, rank = call
         if rank < 3 or dim != 1 or n % size or n // size < 2:
             continue
+        groups = _grouped_reader(node, size)
+        if id(fn) in attributed and groups == 1:
+            continue
         producer = _producer(node, n)
         if producer is not None:
-            out[node.module] = n // size
+            out[node.module] = n // size * groups
             producers.append(producer)
     if producers:
         first = {m: graph.module2node[m] for m in producers}
@@ -240,6 +246,27 @@ def _producer(node, width: int) -> nn.Module | None:
         elif node.type in passing:
             queue += node.inputs
     return None
+
+
+def _grouped_reader(split, width: int) -> int:
+    """The groups of a grouped (not depthwise) convolution that reads a ``width``-channel part of ``split``
+    through normalisation, activations and adds; 1 when none does."""
+    from torch_pruning import ops
+
+    passing = {ops.OPTYPE.BN, ops.OPTYPE.PRELU, ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.LN, ops.OPTYPE.GN, ops.OPTYPE.IN}
+    queue, seen, groups = list(split.outputs), set(), 1
+    while queue and len(seen) < 64:
+        node = queue.pop(0)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        layer = node.module
+        if isinstance(layer, nn.modules.conv._ConvNd):  # noqa: SLF001 - torch's conv base
+            if layer.in_channels == width and 1 < layer.groups < width:
+                groups = max(groups, layer.groups)
+        elif node.type in passing:
+            queue += node.outputs
+    return groups
 
 
 def refresh_split_offsets(original):
