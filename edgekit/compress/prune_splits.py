@@ -188,7 +188,8 @@ def sync_splits(sites: list[SplitSite], graph) -> None:
 def equal_part_splits(graph, sites: list[SplitSite]) -> dict[nn.Module, int]:
     """torch-pruning's split nodes whose parts must stay equal, and their number of parts: a channel split of a
     layer's output by one computed size (``x.chunk(2, 1)``, ``x.split(x.shape[1] // 2, 1)``, CSP's
-    ``x.split(self.expand_chs // 2, 1)``). Given as channel groups, they make torch-pruning remove the same
+    ``x.split(self.expand_chs // 2, 1)``; on tokens, a linear layer's output split along its last dimension:
+    the gated MLP of EVA-02 and other SwiGLU transformers, ``x.chunk(2, dim=-1)``). Given as channel groups, they make torch-pruning remove the same
     positions from every part. A split by a plain attribute (Res2Net's ``self.width``) is left out:
     :func:`sync_splits` writes its sizes, whatever they become; unless a part is read by a grouped convolution
     (Res2NeXt: ``groups=8`` on each part), whose groups must then line up in every part alike: the parts times
@@ -212,13 +213,14 @@ def equal_part_splits(graph, sites: list[SplitSite]) -> dict[nn.Module, int]:
         if call is None:
             continue
         size, n, dim, rank = call
-        if rank < 3 or dim != 1 or n % size or n // size < 2:
+        conv_dim, linear_dim = dim == 1 and rank >= 3, dim == rank - 1  # channels-first maps, or tokens' last
+        if not (conv_dim or linear_dim) or n % size or n // size < 2:
             continue
         groups = _grouped_reader(node, size)
         if id(fn) in attributed and groups == 1:
             continue
         producer = _producer(node, n)
-        if producer is not None:
+        if producer is not None and (conv_dim if isinstance(producer, nn.modules.conv._ConvNd) else linear_dim):  # noqa: SLF001
             out[node.module] = n // size * groups
             producers.append(producer)
     if producers:
@@ -287,7 +289,8 @@ def refresh_split_offsets(original):
         node.module.offsets = offsets = _offsets(sizes)
         original(graph, node)  # its checks decide whether this split is along the channels at all
         parts = [_part_read_by(node, out) for out in node.outputs]
-        if None in parts or not any(isinstance(d.index_mapping[0], _SplitIndexMapping) for d in node.dependencies):
+        mapped = any(isinstance(d.index_mapping[0], _SplitIndexMapping) for d in node.dependencies)
+        if None in parts or not (mapped or _splits_linear_features(node, offsets[-1])):
             return None
         for out, k in zip(node.outputs, parts, strict=True):
             for dep in node.dependencies:
@@ -299,6 +302,27 @@ def refresh_split_offsets(original):
         return None
 
     return update
+
+
+def _splits_linear_features(node, width: int) -> bool:
+    """Whether ``node`` splits a linear layer's output along its last dimension (its features, on tokens):
+    torch-pruning maps only splits along dimension 1, and left the gated MLP of EVA-02 (``fc1(x).chunk(2,
+    dim=-1)``) unmapped, so the next layer was asked for channels 512..1023 of its 512."""
+    call = _split_dim(getattr(node, "grad_fn", None))
+    if call is None:
+        return False
+    dim, rank = call
+    return rank >= 3 and dim == rank - 1 and isinstance(_producer(node, width), nn.Linear)
+
+
+def _split_dim(fn) -> tuple[int, int] | None:
+    """The dimension (made non-negative) and input rank of a split, as autograd recorded them."""
+    shape, dim = getattr(fn, "_saved_self_sym_sizes", None), getattr(fn, "_saved_dim", None)
+    if shape is None or dim is None:
+        return None
+    if dim >= 2 ** 63:
+        dim -= 2 ** 64
+    return dim % len(shape), len(shape)
 
 
 def sizes_from_autograd(original):
