@@ -320,7 +320,7 @@ def _split_dim(fn) -> tuple[int, int] | None:
     shape, dim = getattr(fn, "_saved_self_sym_sizes", None), getattr(fn, "_saved_dim", None)
     if shape is None or dim is None:
         return None
-    if dim >= 2 ** 63:
+    if dim >= 2 ** 63:  # a negative dimension, as autograd stores it
         dim -= 2 ** 64
     return dim % len(shape), len(shape)
 
@@ -369,13 +369,11 @@ def _recorded_sizes(fn) -> list[int] | None:
 def _int_split(fn) -> tuple[int, int, int, int] | None:
     """What autograd recorded of a split by one size (``SplitBackward0``: chunk, or split by an int): the part
     size, the length split, the dimension (made non-negative) and the input's rank; None for another node."""
-    size, shape, dim = (getattr(fn, a, None) for a in ("_saved_split_size", "_saved_self_sym_sizes", "_saved_dim"))
-    if not size or shape is None or dim is None:
+    size, where = getattr(fn, "_saved_split_size", None), _split_dim(fn)
+    if not size or where is None:
         return None
-    if dim >= 2 ** 63:  # a negative dimension, as autograd stores it
-        dim -= 2 ** 64
-    dim %= len(shape)
-    return int(size), int(shape[dim]), dim, len(shape)
+    dim, rank = where
+    return int(size), int(fn._saved_self_sym_sizes[dim]), dim, rank  # noqa: SLF001 - autograd's record
 
 
 def _part_read_by(split, consumer) -> int | None:
