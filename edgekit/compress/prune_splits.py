@@ -233,42 +233,36 @@ def _producer(node, width: int) -> nn.Module | None:
     """A convolution or linear layer of ``width`` outputs that reaches ``node`` through layers that keep the
     channels as they are (normalisation, activation, residual adds): its group spans the whole input. None
     when there is none within a short walk (the input is a concatenation, a reshape, ...)."""
-    from torch_pruning import ops
-
-    passing = {ops.OPTYPE.BN, ops.OPTYPE.PRELU, ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.LN, ops.OPTYPE.GN, ops.OPTYPE.IN}
-    queue, seen = list(node.inputs), set()
-    while queue and len(seen) < 64:
-        node = queue.pop(0)
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node.module, nn.modules.conv._ConvNd | nn.Linear):  # noqa: SLF001 - torch's conv base
-            if getattr(node.module, "out_channels", getattr(node.module, "out_features", None)) == width:
-                return node.module
-        elif node.type in passing:
-            queue += node.inputs
+    for layer in _layers_through_passing(node.inputs, "inputs"):
+        if getattr(layer, "out_channels", getattr(layer, "out_features", None)) == width:
+            return layer
     return None
 
 
 def _grouped_reader(split, width: int) -> int:
     """The groups of a grouped (not depthwise) convolution that reads a ``width``-channel part of ``split``
     through normalisation, activations and adds; 1 when none does."""
+    return max([layer.groups for layer in _layers_through_passing(split.outputs, "outputs")
+                if isinstance(layer, nn.modules.conv._ConvNd)  # noqa: SLF001 - torch's conv base
+                and layer.in_channels == width and 1 < layer.groups < width], default=1)
+
+
+def _layers_through_passing(start, direction: str) -> Iterator[nn.Module]:
+    """The convolution and linear layers met walking the graph from ``start`` along ``direction`` ("inputs" or
+    "outputs") through layers that keep the channels (normalisation, activations, adds), nearest first."""
     from torch_pruning import ops
 
     passing = {ops.OPTYPE.BN, ops.OPTYPE.PRELU, ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.LN, ops.OPTYPE.GN, ops.OPTYPE.IN}
-    queue, seen, groups = list(split.outputs), set(), 1
+    queue, seen = list(start), set()
     while queue and len(seen) < 64:
         node = queue.pop(0)
         if id(node) in seen:
             continue
         seen.add(id(node))
-        layer = node.module
-        if isinstance(layer, nn.modules.conv._ConvNd):  # noqa: SLF001 - torch's conv base
-            if layer.in_channels == width and 1 < layer.groups < width:
-                groups = max(groups, layer.groups)
+        if isinstance(node.module, nn.modules.conv._ConvNd | nn.Linear):  # noqa: SLF001 - torch's conv base
+            yield node.module
         elif node.type in passing:
-            queue += node.outputs
-    return groups
+            queue += getattr(node, direction)
 
 
 def refresh_split_offsets(original):
